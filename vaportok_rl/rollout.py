@@ -1,0 +1,217 @@
+"""The group rollout: everything the rewards and the GRPO loss need from one batch of videos.
+
+    videos [B, L, C, T, H, W] ──encode (once, no grad)──► Encoded, N = B·L clips, row n = b·L + l
+                              ──policy (head once per clip)──► keep [B, G, L]
+                              ──one batched decode of all B·G·L truncations──► reconstructions
+                              ──one causal prior pass per clip──► prior_correct [B, L, K]
+
+Work is only done for what the rewards ask for (``needs``): a run with efficiency and penalty alone never
+touches the decoder. Axis letters follow DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+
+from vaportok_rl.complexity import complexity
+from vaportok_rl.policy import TaildropPolicy, check_mode
+from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
+
+NEEDS = frozenset({"reconstructions", "prior_correct"})
+
+
+@dataclass(kw_only=True)
+class Rollout:
+    """One batch of B videos × G sampled paths × L clip decisions. Rewards read it; nothing mutates it."""
+
+    videos: Tensor  # [B, L, C, T, H, W] in [0, 1]
+    encoded: Encoded  # N = B·L clips, row n = b·L + l
+    keep: Tensor  # [B, G, L] long in 1..K
+    reconstructions: Tensor | None  # [B, G, L, C, T, H, W], None unless a reward needs them
+    prior_correct: Tensor | None  # [B, L, K] bool, None unless a reward needs it
+    sc: Tensor  # [B, L] spatial complexity
+    tc: Tensor  # [B, L] temporal complexity
+    old_logp: Tensor  # [B, G, L] log-probs under the sampling policy (no grad)
+    ref_logp: Tensor  # [B, G, L] log-probs under the frozen reference (no grad)
+    num_latents: int  # K
+    mode: str = "sample"  # the policy mode that drew keep; log-probs of this rollout use it
+    max_keep: Tensor | None = None  # [B, L] the support cut k* used by mode "pre_argmax", else None
+
+    def __post_init__(self) -> None:
+        if self.videos.ndim != 6:
+            raise ValueError(f"Rollout.videos: expected [B, L, C, T, H, W], got shape {tuple(self.videos.shape)}")
+        if self.keep.ndim != 3:
+            raise ValueError(f"Rollout.keep: expected [B, G, L], got shape {tuple(self.keep.shape)}")
+        B, G, L = self.keep.shape
+        K = self.num_latents
+        expected = {
+            "videos": (self.videos.shape[:2], (B, L), "[B, L, ...]"),
+            "sc": (self.sc.shape, (B, L), "[B, L]"),
+            "tc": (self.tc.shape, (B, L), "[B, L]"),
+            "old_logp": (self.old_logp.shape, (B, G, L), "[B, G, L]"),
+            "ref_logp": (self.ref_logp.shape, (B, G, L), "[B, G, L]"),
+            "encoded.latents": (self.encoded.latents.shape[:2], (B * L, K), "[B·L, K, D]"),
+        }
+        if self.reconstructions is not None:
+            expected["reconstructions"] = (self.reconstructions.shape[:3], (B, G, L), "[B, G, L, C, T, H, W]")
+        if self.prior_correct is not None:
+            expected["prior_correct"] = (self.prior_correct.shape, (B, L, K), "[B, L, K]")
+        if self.max_keep is not None:
+            expected["max_keep"] = (self.max_keep.shape, (B, L), "[B, L]")
+        for name, (got, want, what) in expected.items():
+            if tuple(got) != want:
+                raise ValueError(f"Rollout.{name}: expected {what} = {want} (from keep [B, G, L]), got {tuple(got)}")
+        if self.keep.dtype != torch.long or self.keep.min() < 1 or self.keep.max() > K:
+            raise ValueError(
+                f"Rollout.keep: expected long values in 1..{K}, got {self.keep.dtype} in "
+                f"{int(self.keep.min())}..{int(self.keep.max())}"
+            )
+        check_mode(self.mode)
+
+    @property
+    def B(self) -> int:
+        return self.keep.shape[0]
+
+    @property
+    def G(self) -> int:
+        return self.keep.shape[1]
+
+    @property
+    def L(self) -> int:
+        return self.keep.shape[2]
+
+
+def _check_chunk(name: str, chunk: int) -> None:
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"{name}: expected a positive integer (clips per call), got {chunk!r}")
+
+
+def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = 256) -> Encoded:
+    """videos [B, L, C, T, H, W] -> Encoded of the N = B·L clips (row n = b·L + l), ``chunk`` clips per call."""
+    _check_chunk("chunk", chunk)
+    if videos.ndim != 6 or tuple(videos.shape[2:]) != tuple(tokenizer.clip_shape):
+        raise ValueError(
+            f"videos: expected [B, L, *clip_shape] with clip_shape {tuple(tokenizer.clip_shape)}, "
+            f"got {tuple(videos.shape)}"
+        )
+    clips = rearrange(videos, "b l c t h w -> (b l) c t h w")  # [N, C, T, H, W]
+    with torch.no_grad():
+        parts = [tokenizer.encode(clips[i : i + chunk]) for i in range(0, len(clips), chunk)]
+    return Encoded(latents=torch.cat([p.latents for p in parts]), codes=torch.cat([p.codes for p in parts]))
+
+
+def decode_paths(tokenizer: FrozenTokenizer, encoded: Encoded, keep: Tensor, chunk: int = 256) -> Tensor:
+    """Decode every truncation of every path: keep [B, G, L] -> reconstructions [B, G, L, C, T, H, W].
+
+    All B·G·L decodes share one batched decoder pass (the tokenizer masks each sample's tail), split
+    into calls of at most ``chunk`` clips; the latents are repeated per call, never all at once."""
+    _check_chunk("chunk", chunk)
+    B, G, L = keep.shape
+    if len(encoded) != B * L:
+        raise ValueError(f"encoded: expected B·L = {B}·{L} = {B * L} clips (from keep [B, G, L]), got {len(encoded)}")
+    clip_of_path = repeat(torch.arange(B * L, device=keep.device), "(b l) -> (b g l)", b=B, g=G)  # [B·G·L]
+    keep_flat = rearrange(keep, "b g l -> (b g l)")  # [B·G·L]
+    with torch.no_grad():
+        parts = [
+            tokenizer.decode(encoded.latents[clip_of_path[i : i + chunk]], keep_flat[i : i + chunk])
+            for i in range(0, len(keep_flat), chunk)
+        ]
+    return rearrange(torch.cat(parts), "(b g l) c t h w -> b g l c t h w", b=B, g=G)
+
+
+def group_log_prob(
+    policy: TaildropPolicy, latents: Tensor, keep: Tensor, mode: str = "sample", max_keep: Tensor | None = None
+) -> Tensor:
+    """log P(keep) for every decision: latents [B·L, K, D], keep [B, G, L], max_keep [B, L] -> [B, G, L].
+
+    The head runs once per clip, not once per sample; grad flows if the policy has any."""
+    B, G, L = keep.shape
+    keep_gn = rearrange(keep, "b g l -> g (b l)")  # [G, N], sample dim first, batch shape [N]
+    max_keep_n = None if max_keep is None else rearrange(max_keep, "b l -> (b l)")  # [N]
+    logp = policy.log_prob(latents, keep_gn, mode, max_keep_n)  # [G, N]
+    return rearrange(logp, "g (b l) -> b g l", b=B)
+
+
+def rollout_log_prob(policy: TaildropPolicy, rollout: Rollout) -> Tensor:
+    """[B, G, L] log-probs of the rollout's decisions under ``policy``, on the support they were drawn from.
+
+    The trainer's current log-probs come from here, so they match ``old_logp`` / ``ref_logp`` exactly."""
+    return group_log_prob(policy, rollout.encoded.latents, rollout.keep, rollout.mode, rollout.max_keep)
+
+
+def collect_rollout(
+    tokenizer: FrozenTokenizer,
+    policy: TaildropPolicy,
+    ref_policy: TaildropPolicy,
+    videos: Tensor,
+    *,
+    group_size: int,
+    mode: str,
+    needs: set[str] | frozenset[str],
+    generator: torch.Generator,
+    decode_chunk: int = 256,
+    encode_chunk: int = 256,
+    encoded: Encoded | None = None,
+) -> Rollout:
+    """Sample ``group_size`` paths per video and gather what the rewards ``needs``.
+
+    videos [B, L, C, T, H, W]; ``encoded`` (N = B·L, row n = b·L + l) skips the encoder when given.
+    ``generator`` is the only source of randomness; it must live on the latents' device.
+    """
+    check_mode(mode)
+    unknown = set(needs) - NEEDS
+    if unknown:
+        raise ValueError(f"needs: unknown entries {sorted(unknown)}; expected a subset of {sorted(NEEDS)}")
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size: expected a positive integer, got {group_size!r}")
+    if videos.ndim != 6:
+        raise ValueError(f"videos: expected [B, L, C, T, H, W], got shape {tuple(videos.shape)}")
+    B, L = videos.shape[:2]
+    G, K = group_size, tokenizer.num_latents
+    if encoded is None:
+        encoded = encode_videos(tokenizer, videos, encode_chunk)
+    elif len(encoded) != B * L:
+        raise ValueError(f"encoded: expected B·L = {B}·{L} = {B * L} clips, got {len(encoded)}")
+    latents = encoded.latents  # [N, K, D]
+
+    # ---- sample G paths per video; pre_argmax fixes its support cut now so every later log-prob shares it
+    max_keep_n = policy.argmax_keep(latents) if mode == "pre_argmax" else None  # [N]
+    keep_gn = policy.sample(latents, mode, generator, num_samples=G, max_keep=max_keep_n)  # [G, N]
+    keep = rearrange(keep_gn, "g (b l) -> b g l", b=B)  # [B, G, L]
+    max_keep = None if max_keep_n is None else rearrange(max_keep_n, "(b l) -> b l", b=B)  # [B, L]
+
+    with torch.no_grad():
+        old_logp = group_log_prob(policy, latents, keep, mode, max_keep)  # [B, G, L]
+        ref_logp = group_log_prob(ref_policy, latents, keep, mode, max_keep)  # [B, G, L]
+        sc, tc = complexity(videos)  # [B, L] each
+
+    reconstructions = decode_paths(tokenizer, encoded, keep, decode_chunk) if "reconstructions" in needs else None
+
+    prior_correct = None
+    if "prior_correct" in needs:
+        # The prior is causal: one pass per clip scores every keep count at once (protocol.prior_accuracy).
+        with torch.no_grad():
+            parts = [
+                tokenizer.prior_correct(encoded.index(slice(i, i + encode_chunk)))
+                for i in range(0, B * L, encode_chunk)
+            ]
+        prior_correct = rearrange(torch.cat(parts), "(b l) k -> b l k", b=B)  # [B, L, K]
+
+    return Rollout(
+        videos=videos,
+        encoded=encoded,
+        keep=keep,
+        reconstructions=reconstructions,
+        prior_correct=prior_correct,
+        sc=sc,
+        tc=tc,
+        old_logp=old_logp,
+        ref_logp=ref_logp,
+        num_latents=K,
+        mode=mode,
+        max_keep=max_keep,
+    )

@@ -1,0 +1,357 @@
+"""Pretraining the built-in tokenizer, its AR prior and its taildrop head on this CPU.
+
+The recipe (see recipes/pretrain_tiny.yaml), in order:
+  1. fit the patch-PCA basis of the skip path in closed form on the training clips (seconds);
+  2. train encoder + decoder with random tail-drop (nested dropout: a random k per sample, the rest masked),
+     continuous bottleneck for ``warmup_steps``, then quantisation ramped in token by token (a quantizer
+     active from step 0 collapses to one code), the codebook seeded from encoder outputs when it starts,
+     dead codes restarted;
+  3. alongside, once codes exist: the AR prior on retained tokens, and the taildrop head towards a Gaussian
+     prior over k centred by the clip's spatial/temporal complexity, KL(P || prior).
+Checkpoints are atomic and carry model, optimizer, RNG and data position, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vaportok_rl import complexity as cx
+from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
+from vaportok_rl.tokenizer.protocol import keep_mask
+
+
+@dataclass
+class PretrainDataConfig:
+    """Which clips the tokenizer learns from."""
+
+    synthetic_clips: int = 8192
+    """Synthetic clips in the training pool (drawn with seed ``seed``)."""
+    texture_clips: int = 2048
+    """Real-texture clips (pans/zooms over scikit-image photographs, train split) in the pool."""
+    seed: int = 0
+    """Seed of the training pool (the held-out report set uses other seeds)."""
+
+    def __post_init__(self) -> None:
+        if self.synthetic_clips < 0 or self.texture_clips < 0 or self.synthetic_clips + self.texture_clips < 64:
+            raise ValueError(
+                f"synthetic_clips + texture_clips: expected at least 64 clips, got "
+                f"{self.synthetic_clips} + {self.texture_clips}"
+            )
+
+
+@dataclass
+class PretrainOptimConfig:
+    """Optimisation of the tokenizer pretraining."""
+
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Clips per step."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (cosine decay to 10 % after a linear warm-up)."""
+    lr_warmup_steps: int = 100
+    """Linear learning-rate warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    quant_warmup_steps: int = 300
+    """Steps with a continuous bottleneck before quantisation starts."""
+    quant_ramp_steps: int = 400
+    """Steps over which the share of quantized tokens ramps from 0 to 1."""
+    full_keep_prob: float = 0.2
+    """Share of samples that keep all K tokens; the rest keep k ~ U{1..K}."""
+    commit_weight: float = 0.25
+    """Weight of the VQ commitment + codebook loss."""
+    prior_weight: float = 0.1
+    """Weight of the AR-prior cross-entropy (the prior reads detached latents)."""
+    head_weight: float = 0.1
+    """Weight of KL(P || Gaussian prior) for the taildrop head (reads detached latents)."""
+    head_sigma: float = 0.12
+    """Std of the Gaussian prior over k, as a fraction of K."""
+    head_min_center: float = 0.15
+    """Centre of the Gaussian prior for the simplest clip, as a fraction of K."""
+    head_max_center: float = 0.9
+    """Centre of the Gaussian prior for the most complex clip, as a fraction of K."""
+    dead_code_every: int = 100
+    """Restart codes unused for this many steps with recent encoder outputs (0: never)."""
+    threads: int = 2
+    """torch.set_num_threads for the run."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"steps/batch_size: expected >= 1 / >= 2, got {self.steps} / {self.batch_size}")
+        if not 0 <= self.full_keep_prob <= 1:
+            raise ValueError(f"full_keep_prob: expected a probability in [0, 1], got {self.full_keep_prob}")
+
+
+@dataclass
+class PretrainLogConfig:
+    """Where and how often the run reports and saves."""
+
+    output_dir: str = "runs/pretrain"
+    """Folder for checkpoints, metrics.jsonl and the exported tokenizer."""
+    eval_every: int = 250
+    """Evaluate PSNR at k = K/16 .. K on held-out clips every this many steps."""
+    eval_clips: int = 64
+    """Held-out clips used by the in-training evaluation."""
+    checkpoint_every: int = 250
+    """Write an atomic checkpoint every this many steps."""
+
+
+@dataclass
+class PretrainConfig:
+    """A tokenizer pretraining run."""
+
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Architecture of tokenizer, prior and head."""
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    """Training clips."""
+    optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
+    """Optimisation."""
+    log: PretrainLogConfig = field(default_factory=PretrainLogConfig)
+    """Logging and checkpoints."""
+    seed: int = 0
+    """Seed of initialisation and of every random draw in training."""
+
+
+# ---- pieces ---------------------------------------------------------------------------------------------
+
+
+def build_pool(config: PretrainConfig) -> torch.Tensor:
+    from vaportok_rl.data.synthetic import synthetic_clips
+    from vaportok_rl.data.textures import texture_clips
+
+    m, d = config.model, config.data
+    parts = [synthetic_clips(d.synthetic_clips, seed=d.seed, frames=m.frames, size=m.size)]
+    if d.texture_clips:
+        parts.append(texture_clips(d.texture_clips, seed=d.seed, frames=m.frames, size=m.size, split="train"))
+    return torch.cat(parts)
+
+
+def heldout_clips(n: int, frames: int, size: int, source: str = "synthetic") -> torch.Tensor:
+    """The fixed held-out set (seed 1_000_003, textures from the test split) used by reports."""
+    from vaportok_rl.data.synthetic import synthetic_clips
+    from vaportok_rl.data.textures import texture_clips
+
+    if source == "synthetic":
+        return synthetic_clips(n, seed=1_000_003, frames=frames, size=size)
+    return texture_clips(n, seed=1_000_003, frames=frames, size=size, split="test")
+
+
+@torch.no_grad()
+def fit_patch_basis(model: Tokenizer, clips: torch.Tensor) -> float:
+    """Closed-form patch PCA for the skip path; returns the share of patch variance the basis keeps."""
+    r = model.config.skip_rank
+    patches = model.patchify(clips).flatten(0, 1).double()  # [N*P, E]
+    mean = patches.mean(0)
+    cov = torch.cov((patches - mean).T)
+    eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending
+    model.patch_mean.copy_(mean.float())
+    if r:
+        model.patch_basis.copy_(eigvecs[:, -r:].flip(-1).T.float())
+    return float(eigvals[-r:].sum() / eigvals.sum()) if r else 0.0
+
+
+def complexity_stats(clips: torch.Tensor) -> dict[str, float]:
+    """5th/95th percentiles of SC and TC over the pool: they map a clip's complexity into [0, 1]."""
+    sc, tc = cx.complexity(clips)
+    q = torch.tensor([0.05, 0.95])
+    sc_lo, sc_hi = torch.quantile(sc, q).tolist()
+    tc_lo, tc_hi = torch.quantile(tc, q).tolist()
+    return {"sc_lo": sc_lo, "sc_hi": sc_hi, "tc_lo": tc_lo, "tc_hi": tc_hi}
+
+
+def gaussian_prior(sc, tc, stats: dict, K: int, optim: PretrainOptimConfig) -> torch.Tensor:
+    """[N] SC, TC -> [N, K] Gaussian prior over k = 1..K centred by the clip's complexity."""
+    c_sc = ((sc - stats["sc_lo"]) / max(stats["sc_hi"] - stats["sc_lo"], 1e-6)).clamp(0, 1)
+    c_tc = ((tc - stats["tc_lo"]) / max(stats["tc_hi"] - stats["tc_lo"], 1e-6)).clamp(0, 1)
+    level = 0.5 * (c_sc + c_tc)  # [N] in [0, 1]
+    center = K * (optim.head_min_center + (optim.head_max_center - optim.head_min_center) * level)
+    k = torch.arange(1, K + 1, dtype=torch.float32)
+    logits = -0.5 * ((k - center.unsqueeze(-1)) / (optim.head_sigma * K)) ** 2
+    return logits.softmax(-1)
+
+
+def lr_at(step: int, optim: PretrainOptimConfig) -> float:
+    if step < optim.lr_warmup_steps:
+        return optim.lr * (step + 1) / optim.lr_warmup_steps
+    progress = (step - optim.lr_warmup_steps) / max(optim.steps - optim.lr_warmup_steps, 1)
+    return optim.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def quant_mix(step: int, optim: PretrainOptimConfig) -> float:
+    if step < optim.quant_warmup_steps:
+        return 0.0
+    return min(1.0, (step - optim.quant_warmup_steps + 1) / max(optim.quant_ramp_steps, 1))
+
+
+@torch.no_grad()
+def psnr_per_k(model: Tokenizer, clips: torch.Tensor, ks: list[int], chunk: int = 64) -> dict[int, float]:
+    enc = model.encode(clips)
+    out = {}
+    for k in ks:
+        values = []
+        for i in range(0, len(clips), chunk):
+            rec = model.decode(enc.latents[i : i + chunk], torch.full((len(clips[i : i + chunk]),), k))
+            mse = ((rec.clamp(0, 1) - clips[i : i + chunk]) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+            values.append(10 * torch.log10(1 / mse))
+        out[k] = float(torch.cat(values).mean())
+    return out
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+
+
+class Pretrainer:
+    def __init__(self, config: PretrainConfig, pool: torch.Tensor | None = None, evalset: torch.Tensor | None = None):
+        self.config = config
+        torch.manual_seed(config.seed)  # parameter initialisation only; every later draw uses self.generator
+        self.model = Tokenizer(config.model)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.pool = build_pool(config) if pool is None else pool
+        m = config.model
+        self.evalset = heldout_clips(config.log.eval_clips, m.frames, m.size) if evalset is None else evalset
+        self.step = 0
+        self.stats = complexity_stats(self.pool)
+        self.sc, self.tc = cx.complexity(self.pool)
+        self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.optim.lr, betas=(0.9, 0.99), weight_decay=config.optim.weight_decay
+        )
+        K, V = m.num_latents, m.codebook_size
+        self.code_last_used = torch.zeros(V, dtype=torch.long)
+        self.ks = sorted({max(1, K // 16), K // 8, K // 4, K // 2, K})
+
+    # one optimisation step ---------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        cfg, model, g = self.config.optim, self.model, self.generator
+        K = model.num_latents
+        idx = torch.randint(len(self.pool), (cfg.batch_size,), generator=g)
+        clips = self.pool[idx]  # [N, C, T, H, W]
+        flip = torch.rand(cfg.batch_size, generator=g) < 0.5  # horizontal flips double the pool
+        clips = torch.where(flip[:, None, None, None, None], clips.flip(-1), clips)
+
+        mix = quant_mix(self.step, cfg)
+        if mix > 0 and self.step == cfg.quant_warmup_steps:
+            self.seed_codebook(clips)
+        u = model.encode_continuous(clips)  # [N, K, c]
+        q, codes, commit = model.vq(u, sample=True, mix=mix, generator=g)
+        latents = model.post_quant(q)  # [N, K, D]
+
+        full = torch.rand(cfg.batch_size, generator=g) < cfg.full_keep_prob
+        keep = torch.where(full, K, torch.randint(1, K + 1, (cfg.batch_size,), generator=g))  # [N]
+        rec = model.decode_train(latents, keep)
+        loss_rec = F.l1_loss(rec, clips) + F.mse_loss(rec, clips)
+
+        kept = keep_mask(keep, K)
+        loss_prior = model.prior.loss(latents.detach(), codes, kept) if mix > 0 else rec.new_zeros(())
+        log_p = model.head(latents.detach()).log_softmax(-1)  # [N, K]
+        prior = gaussian_prior(self.sc[idx], self.tc[idx], self.stats, K, cfg)
+        loss_head = (log_p.exp() * (log_p - prior.clamp_min(1e-12).log())).sum(-1).mean()  # KL(P || prior)
+
+        loss = loss_rec + cfg.commit_weight * commit * (mix > 0) + cfg.prior_weight * loss_prior
+        loss = loss + cfg.head_weight * loss_head
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+
+        if mix > 0:
+            self.code_last_used[codes.unique()] = self.step
+            if cfg.dead_code_every and self.step % cfg.dead_code_every == 0:
+                self.restart_dead_codes(u.detach())
+        self.step += 1
+        return {
+            "step": self.step,
+            "loss": float(loss),
+            "rec": float(loss_rec),
+            "commit": float(commit),
+            "prior_ce": float(loss_prior),
+            "head_kl": float(loss_head),
+            "quant_mix": mix,
+            "grad_norm": float(grad_norm),
+            "lr": lr_at(self.step - 1, cfg),
+        }
+
+    @torch.no_grad()
+    def seed_codebook(self, clips: torch.Tensor) -> None:
+        """Seed the codebook with encoder outputs when quantisation starts (random codes collapse)."""
+        u = F.normalize(self.model.encode_continuous(clips), dim=-1).flatten(0, 1)  # [N*K, c]
+        V = self.model.codebook_size
+        pick = torch.randint(len(u), (V,), generator=self.generator)
+        noise = torch.randn(V, u.shape[-1], generator=self.generator) * 0.01
+        self.model.vq.codebook.copy_(u[pick] + noise)
+        self.code_last_used.fill_(self.step)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, u: torch.Tensor) -> None:
+        dead = (self.step - self.code_last_used) >= self.config.optim.dead_code_every
+        n = int(dead.sum())
+        if n == 0:
+            return
+        u = F.normalize(u, dim=-1).flatten(0, 1)
+        pick = torch.randint(len(u), (n,), generator=self.generator)
+        self.model.vq.codebook[dead] = u[pick] + torch.randn(n, u.shape[-1], generator=self.generator) * 0.01
+        self.code_last_used[dead] = self.step
+
+    # checkpoints -------------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        from vaportok_rl.config import to_dict
+
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        optim_skeleton = flatten_state("optim", self.optimizer.state_dict(), tensors)
+        tensors["rng.generator"] = self.generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["code_last_used"] = self.code_last_used
+        meta = {"step": self.step, "config": to_dict(self.config), "optim": optim_skeleton, "stats": self.stats}
+        save_checkpoint(path, tensors, meta)
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict(unflatten_state(meta["optim"], tensors))
+        self.generator.set_state(tensors["rng.generator"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.code_last_used = tensors["code_last_used"].clone()
+        self.step, self.stats = meta["step"], meta["stats"]
+
+
+def run_pretrain(config: PretrainConfig, *, resume: bool = False, progress: bool = True) -> Pretrainer:
+    torch.set_num_threads(config.optim.threads)
+    out = Path(config.log.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Pretrainer(config)
+    ckpt = out / "checkpoint"
+    if resume and ckpt.exists():
+        trainer.load(ckpt)
+    metrics_file = (out / "metrics.jsonl").open("a")
+    bar = tqdm(total=config.optim.steps, initial=trainer.step, disable=not progress, desc="pretrain")
+    t0 = time.time()
+    while trainer.step < config.optim.steps:
+        row = trainer.train_step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", mix=f"{row['quant_mix']:.2f}")
+        log = config.log
+        if trainer.step % log.eval_every == 0 or trainer.step == config.optim.steps:
+            row["psnr"] = {str(k): round(v, 3) for k, v in psnr_per_k(trainer.model, trainer.evalset, trainer.ks).items()}
+            row["elapsed_s"] = round(time.time() - t0, 1)
+            bar.write(json.dumps(row["psnr"]))
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        if trainer.step % log.checkpoint_every == 0 or trainer.step == config.optim.steps:
+            trainer.save(ckpt)
+    bar.close()
+    metrics_file.close()
+    return trainer
