@@ -351,32 +351,33 @@ def _upper_hulls(q: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns ``H [N, C]`` (hull vertex indices, first ``h[n]`` valid, ascending) and ``h [N]``.
     """
     n_rows, n_cand = q.shape
+    qT, tT = np.ascontiguousarray(q.T), np.ascontiguousarray(t.T)  # [C, N]: one candidate's column is contiguous
+    prior_max = np.maximum.accumulate(q, axis=1)
+    rise = np.ascontiguousarray((q[:, 1:] > prior_max[:, :-1]).T)  # [C-1, N]: c above every earlier candidate
     H = np.zeros((n_rows, n_cand), dtype=np.int64)  # vertex indices
     Ht = np.zeros((n_rows, n_cand))  # their tokens and qualities, so the pops gather from one place
     Hq = np.zeros((n_rows, n_cand))
     Ht[:, 0], Hq[:, 0] = t[:, 0], q[:, 0]
     Hf, Htf, Hqf = H.reshape(-1), Ht.reshape(-1), Hq.reshape(-1)  # flat views
+    row0 = np.arange(n_rows) * n_cand  # flat offset of each row
     h = np.ones(n_rows, dtype=np.int64)
-    best = q[:, 0].copy()  # running max of q
     for c in range(1, n_cand):
-        qc_all = q[:, c]
-        up = np.flatnonzero(qc_all > best)  # rows where candidate c can be a rising hull vertex
+        up = np.flatnonzero(rise[c - 1])  # rows where candidate c can be a rising hull vertex
         if up.size == 0:
             continue
-        np.maximum(best, qc_all, out=best)
+        qc, tc = qT[c], tT[c]
         act = up[h[up] >= 2]
         while act.size:
-            top = act * n_cand + h[act] - 1  # flat index of the last vertex j; the one before is i
+            top = row0[act] + h[act] - 1  # flat index of the last vertex j; the one before is i
             ti, qi = Htf[top - 1], Hqf[top - 1]
             # pop j if it lies on or below the chord i -> c
-            pop = (Hqf[top] - qi) * (t[act, c] - ti) <= (q[act, c] - qi) * (Htf[top] - ti)
-            act = act[pop]
+            act = act[(Hqf[top] - qi) * (tc[act] - ti) <= (qc[act] - qi) * (Htf[top] - ti)]
             h[act] -= 1
             act = act[h[act] >= 2]
-        pos = up * n_cand + h[up]
+        pos = row0[up] + h[up]
         Hf[pos] = c
-        Htf[pos] = t[up, c]
-        Hqf[pos] = qc_all[up]
+        Htf[pos] = tc[up]
+        Hqf[pos] = qc[up]
         h[up] += 1
     return H, h
 
@@ -506,11 +507,12 @@ def fast(quality, tokens, budget, *, max_core_clips: int = 64, max_core_states: 
     # Lagrangian bound at lam (weak duality, valid for any lam >= 0): obj(x) <= sum_n max_c (q - lam t) + lam cap.
     reduced = q - lam * tf  # [N, C]
     peak = reduced.max(axis=1)  # [N]
-    upper = min(upper, float(peak.sum()) + lam * p.cap)
+    ub_lam = float(peak.sum()) + lam * p.cap  # equals the LP value up to round-off; the bound r refers to
+    upper = min(upper, ub_lam)
     extras = {"lambda": lam, "repair_moves": best_moves, "hull_segments": len(order)}
     certified, core = upper - best_obj <= _tol(upper), 0
     if not certified:
-        found, core = _core_search(p, best, best_obj, upper, peak[:, None] - reduced, max_core_clips, max_core_states)
+        found, core = _core_search(p, best, best_obj, ub_lam, peak[:, None] - reduced, max_core_clips, max_core_states)
         if found is not None:
             best, certified = found, True
             best_obj = float(q[rows, best].sum())

@@ -250,10 +250,14 @@ class Tokenizer(nn.Module):
 
     @property
     def fingerprint(self) -> str:
+        """SHA-256 over the frozen weights (the taildrop head excluded: it is what GRPO tunes), computed once.
+        An exported head records it, so loading a head onto another tokenizer is caught."""
         if self._fingerprint is None:
             h = hashlib.sha256()
             for name, tensor in sorted(self.state_dict().items()):
+                if name.startswith("head."):
+                    continue
                 h.update(name.encode())
                 h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            self._fingerprint = h.hexdigest()
         return self._fingerprint
