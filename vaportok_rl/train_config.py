@@ -68,8 +68,8 @@ def _finite(owner: str, name: str, value: float, *, low: float | None = None, hi
             bounds.append(f"{'>' if low_open else '>='} {low}")
         if high is not None:
             bounds.append(f"<= {high}")
-        raise ValueError(f"{_key(owner, name)}: expected a finite number{' ' + ' and '.join(bounds) if bounds else ''}, "
-                         f"got {value!r}")
+        where = " " + " and ".join(bounds) if bounds else ""
+        raise ValueError(f"{_key(owner, name)}: expected a finite number{where}, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------------------ GRPO
@@ -314,8 +314,9 @@ class TrainConfig:
     """Everything one GRPO run depends on. A checkpoint carries it; ``--resume`` checks it did not change."""
 
     tokenizer: str = "default"
-    """The frozen tokenizer: "default" (the shipped built-in weights), a folder of built-in tokenizer weights,
-    or "path/to/file.py:factory" / "package.module:factory", a callable returning a FrozenTokenizer."""
+    """The frozen tokenizer: "default" (the embedded built-in weights), a tokenizer .safetensors file or a
+    pretraining run folder holding tokenizer.safetensors, or "path/to/file.py:factory" /
+    "package.module:factory", a callable (e.g. a class) returning a FrozenTokenizer (bring your own)."""
     seed: int = 0
     """Seed of the run: truncation sampling, a fresh head's initialisation and (unless data.seed is set) the
     training videos."""
@@ -368,7 +369,12 @@ class TrainConfig:
 
 
 def load_train_config(recipe: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """A recipe file (or only defaults when ``recipe`` is None) plus ``key.sub=VALUE`` overrides -> TrainConfig."""
+    """A recipe file plus ``key.sub=VALUE`` overrides -> TrainConfig.
+
+    The recipe is the base the overrides merge into; without one (``recipe=None``) the defaults are, so
+    ``rewards.penalty.weight=2`` then changes one of the five default rewards instead of replacing them."""
+    if recipe is None:
+        return load_config(TrainConfig, None, list(overrides), base=to_dict(TrainConfig()))
     return load_config(TrainConfig, recipe, list(overrides))
 
 

@@ -107,11 +107,14 @@ class TokenizerConfig:
 
 
 class CosineVQ(nn.Module):
-    """Stochastic vector quantisation on cosine similarity (LARP's SVQ) with a factorised codebook.
+    """Stochastic vector quantisation on cosine similarity (SVQ, as in LARP / AdapTok) with a factorised codebook.
 
-    Codes are compared in a low-dim space (code_dim) on the unit sphere; training samples the code from
-    softmax(cos / temperature), evaluation takes the argmax; straight-through gradients. ``mix`` in [0, 1]
-    is the share of tokens quantized (a warm-up ramps it from 0: quantizing from step 0 collapses to one code).
+    The code is *chosen* by cosine similarity in a low-dim space (code_dim): sampled from
+    softmax(cos / temperature) in training, the argmax at evaluation; the quantized value is the codebook
+    vector itself, z_q = C[idx] (AdapTok eq. 1), with straight-through gradients. Because selection ignores
+    only the norm, an encoder with a constant component (a bias) still resolves magnitudes by direction.
+    ``mix`` in [0, 1] is the share of tokens quantized (a warm-up ramps it from 0: quantizing from step 0
+    collapses to one code).
     """
 
     def __init__(self, codebook_size: int, code_dim: int, temperature: float):
@@ -120,15 +123,13 @@ class CosineVQ(nn.Module):
         self.codebook = nn.Parameter(F.normalize(torch.randn(codebook_size, code_dim), dim=-1))
 
     def forward(self, u: Tensor, *, sample: bool, mix: float = 1.0, generator: torch.Generator | None = None):
-        u = F.normalize(u, dim=-1)  # [N, K, c]
-        codebook = F.normalize(self.codebook, dim=-1)  # [V, c]
-        logits = u @ codebook.T / self.temperature  # [N, K, V]
+        cos = F.normalize(u, dim=-1) @ F.normalize(self.codebook, dim=-1).T  # [N, K, V]
         if sample:
-            gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp(1e-9, 1 - 1e-9)))
-            codes = (logits + gumbel).argmax(-1)
+            uniform = torch.rand(cos.shape, generator=generator).clamp(1e-9, 1 - 1e-9)
+            codes = (cos / self.temperature - torch.log(-torch.log(uniform))).argmax(-1)  # Gumbel-max sampling
         else:
-            codes = logits.argmax(-1)
-        q = codebook[codes]  # [N, K, c]
+            codes = cos.argmax(-1)
+        q = self.codebook[codes]  # [N, K, c]
         commit = F.mse_loss(u, q.detach()) + F.mse_loss(q, u.detach())
         q_st = u + (q - u).detach()
         if mix < 1.0:  # warm-up: a random share of tokens stays continuous

@@ -83,6 +83,12 @@ class PretrainOptimConfig:
     """Centre of the Gaussian prior for the simplest clip, as a fraction of K."""
     head_max_center: float = 0.9
     """Centre of the Gaussian prior for the most complex clip, as a fraction of K."""
+    init_coefs_per_token: int = 2
+    """Skip-path initialisation: token j starts out carrying clip-PCA coefficients 2j, 2j+1 (for 2), so the
+    linear path begins as a quantized PCA in variance order (0 leaves the skip maps random)."""
+    init_scale: float = 0.5
+    """Skip-path initialisation: whitened PCA coefficients are scaled by this next to a constant component of
+    1, so cosine code selection resolves their magnitude."""
     dead_code_every: int = 100
     """Restart codes unused for this many steps with recent encoder outputs (0: never)."""
     threads: int = 2
@@ -163,6 +169,47 @@ def fit_patch_basis(model: Tokenizer, clips: torch.Tensor) -> float:
     return float(eigvals[-r:].sum() / eigvals.sum()) if r else 0.0
 
 
+@torch.no_grad()
+def fit_linear_path(model: Tokenizer, clips: torch.Tensor, coefs_per_token: int, scale: float) -> float:
+    """Initialise the skip maps as a clip-level PCA over the patch coefficients, in variance order.
+
+    Token j's code vector starts as (scale * a_{jm}, ..., scale * a_{jm+m-1}, 1, 0, ...) with a_i the whitened
+    PCA coefficients; the decoder's skip map inverts it. The transformer's share of the code (pre_quant)
+    starts at zero and grows as it learns. Returns the share of variance the m*K components hold."""
+    m, K, c = coefs_per_token, model.num_latents, model.config.code_dim
+    if m == 0 or model.skip_in is None:
+        return 0.0
+    if m + 1 > c:
+        raise ValueError(f"optim.init_coefs_per_token: {m} + 1 constant must fit code_dim={c}")
+    coef = ((model.patchify(clips) - model.patch_mean) @ model.patch_basis.T).flatten(1).double()  # [N, P*r]
+    cov = torch.cov(coef.T)
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals.flip(0).clamp_min(1e-12), eigvecs.flip(1)  # descending
+    n = min(m * K, eigvecs.shape[1])
+    w_in = torch.zeros(K * c, coef.shape[1], dtype=torch.float64)
+    b_in = torch.zeros(K * c, dtype=torch.float64)
+    w_out = torch.zeros(K, c, coef.shape[1], dtype=torch.float64)
+    mean = coef.mean(0)
+    for i in range(n):
+        j, d = divmod(i, m)
+        w_in[j * c + d] = scale * eigvecs[:, i] / eigvals[i].sqrt()
+        b_in[j * c + d] = -w_in[j * c + d] @ mean
+        w_out[j, d] = eigvecs[:, i] * eigvals[i].sqrt() / scale
+    b_in[torch.arange(K) * c + m] = 1.0  # the constant component
+    model.skip_in.weight.copy_(w_in.float())
+    model.skip_in.bias.copy_(b_in.float())
+    model.skip_out.copy_(w_out.float())
+    for residual in (model.pre_quant, model.to_patch):  # the transformers start silent, then learn the rest
+        residual.weight.zero_()
+        residual.bias.zero_()
+    # the decoder reads codes back from the latents: start skip_read as the pseudo-inverse of post_quant
+    pinv = torch.linalg.pinv(model.post_quant.weight)  # [c, D]
+    model.skip_read.weight.copy_(pinv)
+    model.skip_read.bias.copy_(-pinv @ model.post_quant.bias)
+    # the mean patch coefficients live in patch_mean already; the path starts exact for continuous codes
+    return float(eigvals[:n].sum() / eigvals.sum())
+
+
 def complexity_stats(clips: torch.Tensor) -> dict[str, float]:
     """5th/95th percentiles of SC and TC over the pool: they map a clip's complexity into [0, 1]."""
     sc, tc = cx.complexity(clips)
@@ -226,6 +273,8 @@ class Pretrainer:
         self.stats = complexity_stats(self.pool)
         self.sc, self.tc = cx.complexity(self.pool)
         self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
+        o = config.optim
+        self.pca_variance = fit_linear_path(self.model, self.pool[:2048], o.init_coefs_per_token, o.init_scale)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.optim.lr, betas=(0.9, 0.99), weight_decay=config.optim.weight_decay
         )

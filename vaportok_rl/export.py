@@ -1,0 +1,671 @@
+"""Exporting a tuned taildrop head: ``vaportok-rl export RUN_DIR --out DIR [--format torchscript] [--force]``.
+
+An export folder holds
+
+    model.safetensors     the head's state dict (safetensors: tensors only, no code)
+    config.json           format + version, head architecture, temperature, sampling mode, reward specs and
+                          weights, the training summary, the tokenizer's fingerprint, a SHA-256 of the weights
+    README.md             a model card: what it is, how to load it, the run's held-out evaluation numbers
+    head.torchscript.pt   only with ``--format torchscript``: a traced TorchScript module, checked against
+                          the eager head before it is written
+
+and loads back bit for bit with ``TaildropHead.from_pretrained(DIR, tokenizer=tok)`` (= :func:`load_head`).
+The fingerprint recorded at export is compared with the tokenizer's: a head tuned on other frozen weights is
+an error unless ``force=True`` (then a warning). Nothing in this module unpickles anything: weights are read
+with safetensors, everything else is JSON (and YAML through a safe loader).
+
+``RUN_DIR`` is a finished ``vaportok-rl train`` folder (``head.safetensors``, ``head_config.json``,
+``summary.json``, ``config.yaml``) or one of its checkpoints (``RUN_DIR/checkpoints/step-NNNNNN``), to export an
+unfinished run. Folders are written to a temporary sibling and renamed into place, so a crash never leaves a
+half-written export behind.
+
+About the TorchScript file: ``torch.jit.load`` does not use Python's ``pickle`` module. The archive is a zip
+holding the TorchScript source of the traced module (``code/``), raw tensor data and small ``*.pkl`` records in
+pickle *format*, which libtorch reads with its own C++ unpickler; that unpickler only rebuilds tensors,
+containers and the TorchScript classes compiled from ``code/`` (it cannot import or call arbitrary Python
+objects). Loading it still means running the TorchScript program it contains, so load such files only from
+sources you trust; ``from_pretrained`` never reads it. TorchScript is deprecated upstream in favour of
+``torch.export``; the file is a convenience for C++/libtorch deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "TORCHSCRIPT_FILE",
+    "WEIGHTS_FILE",
+    "ExportError",
+    "FingerprintMismatchError",
+    "TrainedRun",
+    "cli",
+    "export_run",
+    "load_export_config",
+    "load_head",
+    "read_run",
+    "save_pretrained",
+]
+
+FORMAT = "vaportok-rl/taildrop-head"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+TORCHSCRIPT_FILE = "head.torchscript.pt"
+TORCHSCRIPT_TOLERANCE = 1e-5
+
+# What a training run folder holds (see vaportok_rl.trainer).
+RUN_HEAD = "head.safetensors"
+RUN_HEAD_CONFIG = "head_config.json"
+RUN_SUMMARY = "summary.json"
+RUN_CONFIG = "config.yaml"
+CKPT_TENSORS = "tensors.safetensors"
+CKPT_META = "meta.json"
+
+
+class ExportError(ValueError):
+    """A run folder that cannot be exported, or an export folder that cannot be loaded."""
+
+
+class FingerprintMismatchError(ExportError):
+    """The head was tuned on a tokenizer whose weights differ from the one it is being loaded onto."""
+
+
+# =============================================================================================== reading a run
+
+
+@dataclass
+class TrainedRun:
+    """What an export needs from a training run (or one of its checkpoints)."""
+
+    source: Path  # the run folder or checkpoint folder read
+    state_dict: dict[str, Tensor]  # the head's weights
+    head_config: HeadConfig
+    tokenizer_fingerprint: str
+    train_config: dict[str, Any] = field(default_factory=dict)  # the resolved TrainConfig as a dict ({} if unknown)
+    summary: dict[str, Any] = field(default_factory=dict)  # summary.json ({} if absent)
+    step: int | None = None  # optimiser steps behind the head
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{what}: {path} not found") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ExportError(f"{what}: cannot read {path}: {error}") from error
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise ExportError(f"{what}: {path} not found")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types for truncated / corrupt files
+        raise ExportError(
+            f"{what}: {path} is not a readable safetensors file ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _head_config(fields: Any, where: str) -> HeadConfig:
+    if not isinstance(fields, dict):
+        raise ExportError(f"{where}: expected the head architecture as a mapping, got {fields!r}")
+    known = {f.name for f in dataclasses.fields(HeadConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ExportError(f"{where}: unknown head architecture keys {unknown} (known: {sorted(known)}); "
+                          f"was it written by a newer vaportok-rl?")
+    try:
+        return HeadConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise ExportError(f"{where}: invalid head architecture {fields}: {error}") from error
+
+
+def read_run(run_dir: str | os.PathLike) -> TrainedRun:
+    """Read a finished training run folder, or a checkpoint folder ``RUN/checkpoints/step-NNNNNN``."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ExportError(f"run folder {path}: not found (expected the log.output_dir of a `vaportok-rl train` run)")
+    if (path / CKPT_META).is_file() and (path / CKPT_TENSORS).is_file():
+        return _read_checkpoint(path)
+    if not (path / RUN_HEAD).is_file():
+        checkpoints = sorted(path.glob("checkpoints/step-*"))
+        hint = (f"; the run has not finished, but its newest checkpoint can be exported: "
+                f"`vaportok-rl export {checkpoints[-1]} --out DIR`") if checkpoints else ""
+        raise ExportError(f"run folder {path}: no {RUN_HEAD} (the trainer writes it after the last step){hint}")
+    info = _read_json(path / RUN_HEAD_CONFIG, f"run folder {path}")
+    if not isinstance(info, dict) or "head" not in info:
+        raise ExportError(f"run folder {path}: {RUN_HEAD_CONFIG} has no 'head' entry (the head's architecture)")
+    summary = _read_json(path / RUN_SUMMARY, f"run folder {path}") if (path / RUN_SUMMARY).is_file() else {}
+    train_config = info.get("config")
+    if not train_config and (path / RUN_CONFIG).is_file():
+        from vaportok_rl.config import load_yaml  # a yaml.SafeLoader: no Python objects are constructed
+
+        train_config = load_yaml(path / RUN_CONFIG)
+    fingerprint = info.get("tokenizer_fingerprint") or summary.get("tokenizer_fingerprint")
+    if not fingerprint:
+        raise ExportError(f"run folder {path}: no tokenizer_fingerprint in {RUN_HEAD_CONFIG} or {RUN_SUMMARY}; "
+                          f"without it a loaded head cannot be checked against its tokenizer")
+    return TrainedRun(
+        source=path,
+        state_dict=_read_safetensors(path / RUN_HEAD, f"run folder {path}"),
+        head_config=_head_config(info["head"], f"{path / RUN_HEAD_CONFIG}"),
+        tokenizer_fingerprint=str(fingerprint),
+        train_config=dict(train_config or {}),
+        summary=dict(summary),
+        step=info.get("steps", summary.get("steps")),
+    )
+
+
+def _read_checkpoint(path: Path) -> TrainedRun:
+    meta = _read_json(path / CKPT_META, f"checkpoint {path}")
+    tensors = _read_safetensors(path / CKPT_TENSORS, f"checkpoint {path}")
+    state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+    if not state or "head_config" not in meta or not meta.get("tokenizer_fingerprint"):
+        raise ExportError(f"checkpoint {path}: expected head.* tensors, 'head_config' and 'tokenizer_fingerprint' "
+                          f"in {CKPT_META}; is it a vaportok-rl GRPO checkpoint?")
+    history = meta.get("eval_history") or []
+    summary = {"steps": meta.get("step"), "eval_history": history,
+               "initial_eval": history[0] if history else None, "final_eval": history[-1] if history else None}
+    return TrainedRun(
+        source=path,
+        state_dict=state,
+        head_config=_head_config(meta["head_config"], str(path / CKPT_META)),
+        tokenizer_fingerprint=str(meta["tokenizer_fingerprint"]),
+        train_config=dict(meta.get("config") or {}),
+        summary=summary,
+        step=meta.get("step"),
+    )
+
+
+def _build_head(config: HeadConfig, state_dict: dict[str, Tensor], where: str) -> TaildropHead:
+    """A TaildropHead holding exactly ``state_dict`` (strict); the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):  # nn.Module init draws from the global RNG; its values are overwritten
+        head = TaildropHead(config)
+    expected = head.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(expected[k].shape) != tuple(state_dict[k].shape))
+    if missing or unexpected or wrong:
+        shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}" for k in wrong]
+        raise ExportError(f"{where}: the weights do not fit the recorded architecture {dataclasses.asdict(config)}: "
+                          f"missing {missing}, unexpected {unexpected}, wrong shapes {shapes}")
+    with torch.no_grad():
+        for name, tensor in head.state_dict(keep_vars=True).items():
+            source = state_dict[name]
+            if tensor.dtype != source.dtype:  # keep the stored dtype: the round trip is bit for bit
+                tensor.data = torch.empty_like(source)
+            tensor.copy_(source)
+    return head.eval()
+
+
+# =============================================================================================== writing
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (JSON has no NaN), tuples become lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def _reward_table(train_config: dict) -> dict[str, dict]:
+    rewards = train_config.get("rewards") or {}
+    out = {}
+    for label, spec in rewards.items():
+        if spec is None:
+            continue  # dropped in the recipe
+        spec = spec or {}
+        out[label] = {"spec": spec.get("spec") or label, "weight": spec.get("weight", 1.0),
+                      "kwargs": spec.get("kwargs") or {}}
+    return out
+
+
+def _training_summary(run: TrainedRun) -> dict:
+    c, s = run.train_config, run.summary
+    keep = ("seed", "steps", "tokenizer", "plugin_paths", "grpo", "policy", "rollout", "data", "optim")
+    summary = {k: c[k] for k in keep if k in c}
+    summary["steps_done"] = run.step
+    for key in ("initial_eval", "final_eval", "eval_gain", "last_train", "eval_history", "seconds", "world_size"):
+        if s.get(key) is not None:
+            summary[key] = s[key]
+    summary["source"] = run.source.name
+    return summary
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torch.jit.ScriptModule:
+    """Trace ``head`` and check the traced module against the eager one on several batch sizes."""
+    c = head.config
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(3, c.num_latents, c.latent_dim, generator=generator)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The head's input-shape check and the fixed q/k/v unpacking are static for a given architecture, which
+        # is what these tracer warnings are about; the checks below confirm the trace generalises over N.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(head, example, check_trace=False)
+        for n in (3, 1, 7):
+            x = torch.randn(n, c.num_latents, c.latent_dim, generator=generator)
+            diff = (traced(x) - head(x)).abs().max().item()
+            if not diff <= tolerance:
+                raise ExportError(f"--format torchscript: the traced head differs from the eager head by {diff:.3g} "
+                                  f"(> {tolerance:g}) on a batch of {n} clips; not writing {TORCHSCRIPT_FILE}")
+    return traced
+
+
+@contextlib.contextmanager
+def _atomic_folder(out: Path, force: bool):
+    """Yield a temporary sibling folder; on success it replaces ``out`` (which must be absent, empty, or a previous
+    export and ``force``)."""
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"--out {out}: exists and is not a folder")
+        if any(out.iterdir()):
+            if not force:
+                raise ExportError(
+                    f"--out {out}: already exists and is not empty; pass --force (force=True) to replace it"
+                )
+            if not _is_export(out):
+                raise ExportError(f"--out {out}: is not empty and does not hold a vaportok-rl head export "
+                                  f"({CONFIG_FILE} with format {FORMAT!r}); refusing to replace it even with --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+        old = None
+        if out.exists():  # os.replace cannot replace a non-empty folder: move the old one away first
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save_pretrained(
+    head: TaildropHead,
+    out: str | os.PathLike,
+    *,
+    tokenizer_fingerprint: str,
+    sampling_mode: str = "sample",
+    rewards: dict[str, dict] | None = None,
+    training: dict | None = None,
+    eval_results: dict | None = None,
+    name: str | None = None,
+    torchscript: bool = False,
+    force: bool = False,
+) -> Path:
+    """Write ``head`` as an export folder (see the module docstring); returns ``out``.
+
+    ``rewards`` is ``{label: {"spec", "weight", "kwargs"}}`` as in a training recipe; ``training`` a free-form
+    summary (e.g. :func:`read_run`'s); ``eval_results`` extra evaluation numbers shown in the model card."""
+    from vaportok_rl import __version__
+    from vaportok_rl.policy import check_mode
+
+    out = Path(out)
+    check_mode(sampling_mode)
+    if not isinstance(tokenizer_fingerprint, str) or not tokenizer_fingerprint:
+        raise ExportError(f"tokenizer_fingerprint: expected a non-empty string, got {tokenizer_fingerprint!r}")
+    rewards = rewards or {}
+    traced = _trace(copy.deepcopy(head).eval()) if torchscript else None  # checked before anything is written
+    with _atomic_folder(out, force) as tmp:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library": "vaportok-rl",
+            "library_version": __version__,
+            "architecture": "TaildropHead",
+            "head": dataclasses.asdict(head.config),
+            "temperature": head.config.temperature,
+            "sampling_mode": sampling_mode,
+            "output": "logits [N, K] for latents [N, K, D], already divided by the temperature; index j means "
+                      "keep k = j + 1 tokens; softmax gives P(k)",
+            "tokenizer_fingerprint": tokenizer_fingerprint,
+            "reward_weights": {label: spec.get("weight", 1.0) for label, spec in rewards.items()},
+            "rewards": rewards,
+            "training": training or {},
+            "eval": eval_results,
+            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+            "files": [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([TORCHSCRIPT_FILE] if traced is not None else []),
+        }
+        config = _plain(config)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(model_card(config, name=name or out.name), encoding="utf-8")
+        if traced is not None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.*deprecated", category=FutureWarning)
+                torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
+        for child in tmp.iterdir():
+            os.chmod(child, 0o644)
+    return out
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    torchscript: bool = False,
+    force: bool = False,
+    eval_results: dict | None = None,
+) -> Path:
+    """``vaportok-rl export``: read a run (or checkpoint) folder and write an export folder at ``out``."""
+    run = read_run(run_dir)
+    head = _build_head(run.head_config, run.state_dict, f"run folder {run.source}")
+    rollout = run.train_config.get("rollout") or {}
+    return save_pretrained(
+        head, out, tokenizer_fingerprint=run.tokenizer_fingerprint, sampling_mode=rollout.get("mode", "sample"),
+        rewards=_reward_table(run.train_config), training=_training_summary(run), eval_results=eval_results,
+        name=Path(out).name, torchscript=torchscript, force=force,
+    )
+
+
+# =============================================================================================== the model card
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
+
+
+def _flat_numbers(data: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested mapping, keyed 'a/b/c'."""
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.update(_flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(data, int | float) and not isinstance(data, bool) and data is not None:
+        out[prefix] = data
+    return out
+
+
+def model_card(config: dict, name: str = "taildrop-head") -> str:
+    """The README.md of an export folder, from its config.json."""
+    h, t = config["head"], config.get("training") or {}
+    fp = config["tokenizer_fingerprint"]
+    tokenizer_spec = t.get("tokenizer")
+    lines = [
+        "---",
+        "library_name: vaportok-rl",
+        "tags: [vaportok-rl, taildrop, adaptive-tokenization, video-tokenizer, grpo]",
+        "---",
+        "",
+        f"# {name}: a GRPO-tuned taildrop head",
+        "",
+        "A *taildrop head* decides how many of a clip's K ordered latent tokens a frozen adaptive 1D video tokenizer "
+        "keeps. It reads the clip's quantized latents `[N, K, D]` and returns logits `[N, K]`: index `j` scores "
+        "keeping `k = j + 1` tokens, and `softmax(logits)` is the distribution P(k) (the temperature is already "
+        "applied). It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
+        "tokenizer itself stayed frozen.",
+        "",
+        f"It belongs to **one** tokenizer: the one whose frozen weights have the fingerprint `{fp}`"
+        + (f" (training used tokenizer spec `{tokenizer_spec}`)" if tokenizer_spec else "")
+        + ". Loading it onto another tokenizer is an error unless forced.",
+        "",
+        "## Files",
+        "",
+        "| file | contents |",
+        "| --- | --- |",
+        f"| `{WEIGHTS_FILE}` | the head's weights (safetensors; no code, no pickle) |",
+        f"| `{CONFIG_FILE}` | architecture, temperature, sampling mode, rewards, training summary, tokenizer "
+        f"fingerprint, format version {config['format_version']} |",
+        f"| `{CARD_FILE}` | this card |",
+    ]
+    if TORCHSCRIPT_FILE in config.get("files", []):
+        lines.append(f"| `{TORCHSCRIPT_FILE}` | TorchScript trace of the head (checked against the eager head to "
+                     f"max abs diff {TORCHSCRIPT_TOLERANCE:g} at export) |")
+    lines += [
+        "",
+        "## How to use",
+        "",
+        "```python",
+        "import torch",
+        "from vaportok_rl import TaildropHead, load_tokenizer",
+        "",
+        f"tokenizer = load_tokenizer({tokenizer_spec!r})" if tokenizer_spec and ":" not in str(tokenizer_spec)
+        else "tokenizer = ...  # the FrozenTokenizer this head was tuned on",
+        f'head = TaildropHead.from_pretrained("{name}", tokenizer=tokenizer)  # checks the fingerprint',
+        "",
+        "encoded = tokenizer.encode(clips)                # clips [N, C, T, H, W] in [0, 1]",
+        "logits = head(encoded.latents)                   # [N, K]",
+        "keep = logits.argmax(-1) + 1                     # deterministic: the most likely k per clip",
+        "# or sample: keep = torch.distributions.Categorical(logits=logits).sample() + 1",
+        "reconstructions = tokenizer.decode(encoded.latents, keep)",
+        "```",
+        "",
+        "`from_pretrained` reads only safetensors and JSON. `force=True` loads onto a tokenizer with another "
+        "fingerprint (with a warning); the head's input shape `[K, D]` must still match.",
+    ]
+    if TORCHSCRIPT_FILE in config.get("files", []):
+        lines += [
+            "",
+            f"TorchScript (e.g. for libtorch): `torch.jit.load(\"{name}/{TORCHSCRIPT_FILE}\")`. It does not go "
+            "through Python's pickle (libtorch's own reader rebuilds only tensors and TorchScript types), but it "
+            "runs the TorchScript program stored in the file: load it only from sources you trust.",
+        ]
+    lines += [
+        "",
+        "## Architecture",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        *[f"| {k} | {_fmt(v)} |" for k, v in h.items()],
+        f"| sampling mode in training | {_fmt(config.get('sampling_mode'))} |",
+        "",
+        "## Training",
+        "",
+    ]
+    rows = [(k, t[k]) for k in ("tokenizer", "seed", "steps", "steps_done", "seconds") if t.get(k) is not None]
+    for group, keys in (("grpo", ("group_size", "num_iterations", "beta", "epsilon_low", "epsilon_high", "loss_type",
+                                  "scale_rewards", "reward_aggregation")),
+                        ("rollout", ("videos_per_step", "clips_per_video", "mode")),
+                        ("data", ("source", "split")), ("optim", ("lr", "schedule"))):
+        for k in keys:
+            if (t.get(group) or {}).get(k) is not None:
+                rows.append((f"{group}.{k}", t[group][k]))
+    if rows:
+        lines += ["| setting | value |", "| --- | --- |", *[f"| {k} | {_fmt(v)} |" for k, v in rows], ""]
+    rewards = config.get("rewards") or {}
+    if rewards:
+        lines += ["Rewards (see `docs/rewards.md`):", "", "| label | plugin | weight | kwargs |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {label} | `{r.get('spec')}` | {_fmt(r.get('weight'))} | {_fmt(r.get('kwargs') or {})} |"
+                  for label, r in rewards.items()]
+        lines.append("")
+    else:
+        lines += ["No reward configuration was recorded.", ""]
+    lines += ["## Evaluation", ""]
+    initial, final = t.get("initial_eval") or {}, t.get("final_eval") or {}
+    if final:
+        keys = [k for k in final if k != "step" and isinstance(final[k], int | float)]
+        before = f"before (step {initial.get('step', 0)})"
+        lines += [
+            "Held-out evaluation logged by the training run (fixed held-out videos; `eval/*` keys of "
+            "`metrics.jsonl`; PSNR in dB, tokens per clip out of K):",
+            "",
+            f"| metric | {before} | after (step {final.get('step', '?')}) | change |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k in keys:
+            a = initial.get(k)
+            change = _fmt(final[k] - a) if isinstance(a, int | float) and isinstance(final[k], int | float) else ""
+            lines.append(f"| {k} | {_fmt(a) if a is not None else ''} | {_fmt(final[k])} | {change} |")
+        lines.append("")
+    extra = _flat_numbers(config.get("eval") or {})
+    if extra:
+        lines += ["Additional evaluation (`--eval-json`):", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in extra.items()]
+        lines.append("")
+    if not final and not extra:
+        lines += ["No held-out evaluation was recorded for this run (set `eval.num_videos` > 0 when training, or "
+                  "pass `--eval-json` to `vaportok-rl export`).", ""]
+    lines += [
+        "## Limitations",
+        "",
+        "- Tied to one frozen tokenizer (see the fingerprint above); K and D are fixed by its architecture.",
+        "- The rewards are proxies (MSE, AR-prior accuracy, token counts, ...) measured on the training data "
+        "source above; allocations may not transfer to very different footage.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# =============================================================================================== loading
+
+
+def _export_folder(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_file() and p.name in (WEIGHTS_FILE, CONFIG_FILE):
+        p = p.parent
+    if not p.is_dir():
+        raise ExportError(f"head export {p}: not found (expected a folder written by `vaportok-rl export`)")
+    if not (p / CONFIG_FILE).is_file():
+        hint = (f"; it looks like a training run folder: export it first with `vaportok-rl export {p} --out DIR`"
+                if (p / RUN_HEAD).is_file() else "")
+        raise ExportError(f"head export {p}: no {CONFIG_FILE}{hint}")
+    return p
+
+
+def load_export_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of an export folder, format-checked."""
+    folder = _export_folder(path)
+    config = _read_json(folder / CONFIG_FILE, f"head export {folder}")
+    found = config.get("format") if isinstance(config, dict) else None
+    if found != FORMAT:
+        raise ExportError(f"head export {folder}: {CONFIG_FILE} has format {found!r}, expected {FORMAT!r}")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExportError(f"head export {folder}: format_version {version!r}; this vaportok-rl reads up to "
+                          f"{FORMAT_VERSION} (upgrade vaportok-rl)")
+    return config
+
+
+def load_head(path: str | os.PathLike, tokenizer: Any = None, force: bool = False) -> TaildropHead:
+    """Load an export folder as a :class:`TaildropHead` (eval mode, on the CPU), bit for bit as exported.
+
+    ``tokenizer`` (a FrozenTokenizer, or its fingerprint as a string) is checked against the fingerprint the head
+    was exported with: a mismatch raises :class:`FingerprintMismatchError` unless ``force=True``, which warns
+    instead. The head's input shape ``[K, D]`` must match the tokenizer's in any case. Only safetensors and JSON
+    are read.
+    """
+    folder = _export_folder(path)
+    config = load_export_config(folder)
+    head_config = _head_config(config.get("head"), f"head export {folder}/{CONFIG_FILE}")
+    if tokenizer is not None:
+        _check_tokenizer(folder, config, head_config, tokenizer, force)
+    weights = folder / WEIGHTS_FILE
+    expected = config.get("weights_sha256")
+    if expected and weights.is_file() and _sha256(weights) != expected:
+        raise ExportError(f"head export {folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in {CONFIG_FILE} "
+                          f"({expected[:12]}…); the file is corrupted or was replaced")
+    state = _read_safetensors(weights, f"head export {folder}")
+    return _build_head(head_config, state, f"head export {folder}")
+
+
+def _check_tokenizer(folder: Path, config: dict, head_config: HeadConfig, tokenizer: Any, force: bool) -> None:
+    expected = config.get("tokenizer_fingerprint")
+    actual = tokenizer if isinstance(tokenizer, str) else getattr(tokenizer, "fingerprint", None)
+    if actual is None:
+        raise ExportError(f"head export {folder}: the tokenizer {type(tokenizer).__name__} has no `fingerprint`; "
+                          f"pass a FrozenTokenizer, its fingerprint string, or tokenizer=None to skip the check")
+    if not isinstance(tokenizer, str):
+        shape = (getattr(tokenizer, "num_latents", None), getattr(tokenizer, "latent_dim", None))
+        if shape != (head_config.num_latents, head_config.latent_dim):
+            raise ExportError(f"head export {folder}: the head reads latents [K, D] = "
+                              f"[{head_config.num_latents}, {head_config.latent_dim}] but the tokenizer gives "
+                              f"[{shape[0]}, {shape[1]}]; no force can make them fit")
+    if str(actual) == str(expected):
+        return
+    message = (f"head export {folder} was tuned on the tokenizer with fingerprint {expected}, but the given "
+               f"tokenizer's fingerprint is {actual}: its frozen weights differ, so the head's decisions are "
+               f"meaningless for it")
+    if not force:
+        raise FingerprintMismatchError(message + ". Pass force=True (CLI: --force) to load it anyway.")
+    warnings.warn(message + " (loaded anyway: force=True).", UserWarning, stacklevel=3)
+
+
+# =============================================================================================== CLI
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vaportok-rl export",
+        description="Export a tuned taildrop head: model.safetensors + config.json + README.md (model card). "
+                    "Load it with TaildropHead.from_pretrained(OUT, tokenizer=...).",
+    )
+    parser.add_argument("run_dir", help="a finished `vaportok-rl train` folder (log.output_dir), or one of its "
+                                        "checkpoints/step-NNNNNN folders")
+    parser.add_argument("--out", required=True, help="export folder to write (created; written atomically)")
+    parser.add_argument("--format", choices=["safetensors", "torchscript"], default="safetensors",
+                        help="'torchscript' also writes head.torchscript.pt, checked against the eager head "
+                             f"(max abs diff <= {TORCHSCRIPT_TOLERANCE:g}) before it is written")
+    parser.add_argument("--force", action="store_true", help="replace an existing export folder at --out")
+    parser.add_argument("--eval-json", metavar="FILE",
+                        help="a JSON file of evaluation numbers (e.g. saved from `vaportok-rl eval`) to include in "
+                             "config.json and the model card")
+    args = parser.parse_args(argv)
+    try:
+        eval_results = None
+        if args.eval_json:
+            eval_results = _read_json(Path(args.eval_json), "--eval-json")
+            if not isinstance(eval_results, dict):
+                raise ExportError(f"--eval-json {args.eval_json}: expected a JSON object of metrics")
+        out = export_run(args.run_dir, args.out, torchscript=args.format == "torchscript", force=args.force,
+                         eval_results=eval_results)
+    except ExportError as error:
+        print(f"vaportok-rl export: error: {error}", file=sys.stderr)
+        return 2
+    files = sorted(p.name for p in out.iterdir())
+    print(f"wrote {out}: {', '.join(files)}")
+    return 0
