@@ -44,8 +44,15 @@ def test_default_recipe_loads_with_paper_settings():
 
 
 def test_reward_overrides_reach_one_reward_and_null_drops_it():
-    c = load_train_config(None, ["rewards.penalty.weight=2", "rewards.penalty.kwargs.shape=quadratic",
-                                 "rewards.efficiency=null", "rewards.mine.spec=path/to/mine.py:Mine"])
+    c = load_train_config(
+        None,
+        [
+            "rewards.penalty.weight=2",
+            "rewards.penalty.kwargs.shape=quadratic",
+            "rewards.efficiency=null",
+            "rewards.mine.spec=path/to/mine.py:Mine",
+        ],
+    )
     active = c.active_rewards()
     assert list(active) == ["penalty", "diversity", "reconstruction", "generation", "mine"]
     assert active["penalty"].weight == 2.0 and active["penalty"].kwargs == {"shape": "quadratic"}

@@ -278,6 +278,8 @@ def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torc
         # The head's input-shape check and the fixed q/k/v unpacking are static for a given architecture, which
         # is what these tracer warnings are about; the checks below confirm the trace generalises over N.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # TorchScript is deprecated upstream (documented above); the file is still what libtorch users load.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=FutureWarning)
         traced = torch.jit.trace(head, example, check_trace=False)
         for n in (3, 1, 7):
             x = torch.randn(n, c.num_latents, c.latent_dim, generator=generator)

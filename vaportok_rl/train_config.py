@@ -55,8 +55,9 @@ def _non_negative_int(owner: str, name: str, value: Any) -> None:
         raise ValueError(f"{_key(owner, name)}: expected a non-negative integer, got {value!r}")
 
 
-def _finite(owner: str, name: str, value: float, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False) -> None:
+def _finite(
+    owner: str, name: str, value: float, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
@@ -106,8 +107,9 @@ class GRPOConfig:
     def __post_init__(self) -> None:
         _positive_int("grpo", "group_size", self.group_size)
         if self.group_size < 2:
-            raise ValueError(f"grpo.group_size: expected >= 2 (advantages compare paths within a group), "
-                             f"got {self.group_size}")
+            raise ValueError(
+                f"grpo.group_size: expected >= 2 (advantages compare paths within a group), got {self.group_size}"
+            )
         _positive_int("grpo", "num_iterations", self.num_iterations)
         _finite("grpo", "beta", self.beta, low=0)
         _finite("grpo", "epsilon_low", self.epsilon_low, low=0, high=1)
@@ -355,8 +357,9 @@ class TrainConfig:
             raise ValueError("rewards: expected at least one reward (all entries are null)")
         for label in active:
             if not label or any(c.isspace() for c in label) or "/" in label:
-                raise ValueError(f"rewards: label {label!r} must be non-empty, without whitespace or '/' "
-                                 f"(it is a metric key)")
+                raise ValueError(
+                    f"rewards: label {label!r} must be non-empty, without whitespace or '/' (it is a metric key)"
+                )
         if all(spec.weight == 0 for spec in active.values()):
             raise ValueError("rewards: every weight is 0, so every advantage would be 0")
         for i, path in enumerate(self.plugin_paths):

@@ -107,8 +107,10 @@ class VideoStream:
     def __init__(self, source: str, clips_per_video: int, clip_shape: tuple, *, seed: int, split: str, batch: int):
         C, T, H, W = clip_shape
         if C != 3 or H != W:
-            raise ConfigError(f"data.source {source!r}: the video sources give square RGB clips, but the tokenizer's "
-                              f"clip_shape is {tuple(clip_shape)}")
+            raise ConfigError(
+                f"data.source {source!r}: the video sources give square RGB clips, but the tokenizer's "
+                f"clip_shape is {tuple(clip_shape)}"
+            )
         self.source, self.L, self.frames, self.size = source, clips_per_video, T, H
         self.seed, self.split, self.batch = seed, split, batch
         self.folder = None
@@ -122,11 +124,7 @@ class VideoStream:
     def videos(self, step: int, indices: range) -> Tensor:
         """[len(indices), L, 3, T, H, W] in [0, 1]."""
         if self.folder is None:
-            return torch.cat([
-                load_videos(self.source, 1, self.L, seed=derive_seed(self.seed, "train", step, i),
-                            frames=self.frames, size=self.size, split=self.split)
-                for i in indices
-            ])
+            return torch.cat([self._render(derive_seed(self.seed, "train", step, i)) for i in indices])
         n = len(self.folder)
         out = []
         for i in indices:
@@ -134,6 +132,10 @@ class VideoStream:
             order = np.random.default_rng([self.seed, number // n]).permutation(n)
             out.append(self.folder[int(order[number % n])])
         return torch.stack(out)
+
+    def _render(self, seed: int) -> Tensor:
+        """One procedural video [1, L, 3, T, H, W]."""
+        return load_videos(self.source, 1, self.L, seed=seed, frames=self.frames, size=self.size, split=self.split)
 
 
 # =============================================================================================== tokenizer and head
@@ -183,9 +185,11 @@ def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
         except (OSError, ValueError) as error:
             raise ConfigError(f"tokenizer {spec!r}: {error}") from error
     if not isinstance(tokenizer, FrozenTokenizer):
-        raise ConfigError(f"tokenizer {spec!r}: got a {type(tokenizer).__name__}, which lacks the FrozenTokenizer "
-                          f"members (num_latents, latent_dim, codebook_size, clip_shape, fingerprint, encode, decode, "
-                          f"prior_correct)")
+        raise ConfigError(
+            f"tokenizer {spec!r}: got a {type(tokenizer).__name__}, which lacks the FrozenTokenizer "
+            f"members (num_latents, latent_dim, codebook_size, clip_shape, fingerprint, encode, decode, "
+            f"prior_correct)"
+        )
     return tokenizer
 
 
@@ -196,16 +200,23 @@ def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHe
         head = copy.deepcopy(pretrained)
     else:
         p = config.policy
-        head_config = HeadConfig(latent_dim=tokenizer.latent_dim, num_latents=tokenizer.num_latents, width=p.width,
-                                 layers=p.layers, heads=p.heads)
+        head_config = HeadConfig(
+            latent_dim=tokenizer.latent_dim,
+            num_latents=tokenizer.num_latents,
+            width=p.width,
+            layers=p.layers,
+            heads=p.heads,
+        )
         with torch.random.fork_rng(devices=[]):  # nn.Module init draws from the global RNG: seed it, leave it as is
             torch.manual_seed(derive_seed(config.seed, "head-init"))
             head = TaildropHead(head_config)
     if config.policy.temperature is not None:
         head.config = dataclasses.replace(head.config, temperature=config.policy.temperature)
     if (head.config.num_latents, head.config.latent_dim) != (tokenizer.num_latents, tokenizer.latent_dim):
-        raise ConfigError(f"the tokenizer's head reads [K, D] = [{head.config.num_latents}, {head.config.latent_dim}] "
-                          f"but the tokenizer gives [{tokenizer.num_latents}, {tokenizer.latent_dim}]")
+        raise ConfigError(
+            f"the tokenizer's head reads [K, D] = [{head.config.num_latents}, {head.config.latent_dim}] "
+            f"but the tokenizer gives [{tokenizer.num_latents}, {tokenizer.latent_dim}]"
+        )
     return head.requires_grad_(True).train()
 
 
@@ -254,16 +265,20 @@ def sample_generators(seed: int, kind: str, step: int, indices: range, device: t
 def load_rewards(config: TrainConfig) -> dict[str, Any]:
     """{label: plugin instance} for the active rewards, in recipe order."""
     search = [Path(p) for p in config.plugin_paths]
-    return {label: load_reward(spec.spec or label, spec.kwargs, search_paths=search)
-            for label, spec in config.active_rewards().items()}
+    return {
+        label: load_reward(spec.spec or label, spec.kwargs, search_paths=search)
+        for label, spec in config.active_rewards().items()
+    }
 
 
 @torch.no_grad()
 def score(rewards: dict[str, Any], rollout: Rollout) -> Tensor:
     """Every reward on the rollout, each checked: [B, G, R] float32."""
     B, G = rollout.B, rollout.G
-    columns = [check_reward_output(plugin, plugin(rollout), B, G).float().to(rollout.keep.device)
-               for plugin in rewards.values()]
+    columns = [
+        check_reward_output(plugin, plugin(rollout), B, G).float().to(rollout.keep.device)
+        for plugin in rewards.values()
+    ]
     return torch.stack(columns, dim=-1)
 
 
@@ -293,7 +308,10 @@ def gather_rollout(accelerator: Accelerator, rollout: Rollout) -> Rollout:
         keep=cat(rollout.keep),
         reconstructions=cat(rollout.reconstructions),
         prior_correct=None if prior is None else cat(prior.to(torch.uint8)).bool(),
-        sc=cat(rollout.sc), tc=cat(rollout.tc), old_logp=cat(rollout.old_logp), ref_logp=cat(rollout.ref_logp),
+        sc=cat(rollout.sc),
+        tc=cat(rollout.tc),
+        old_logp=cat(rollout.old_logp),
+        ref_logp=cat(rollout.ref_logp),
         max_keep=cat(rollout.max_keep),
     )
 
@@ -312,14 +330,16 @@ class HeldOutEval:
     head's tokens per clip and its PSNR (dB, mean over clips), and the sampled paths' PSNR when rewards decode.
     """
 
-    def __init__(self, config: TrainConfig, tokenizer: FrozenTokenizer, rewards: dict, weights: Tensor,
-                 device: torch.device):
+    def __init__(
+        self, config: TrainConfig, tokenizer: FrozenTokenizer, rewards: dict, weights: Tensor, device: torch.device
+    ):
         e, C_T_H_W = config.eval, tuple(tokenizer.clip_shape)
         self.config, self.tokenizer, self.rewards, self.weights = config, tokenizer, rewards, weights
         self.L = e.clips_per_video or config.rollout.clips_per_video
         source = e.source or config.data.source
-        self.videos = load_videos(source, e.num_videos, self.L, seed=e.seed, frames=C_T_H_W[1], size=C_T_H_W[2],
-                                  split=e.split).to(device)  # [Be, L, C, T, H, W]
+        self.videos = load_videos(
+            source, e.num_videos, self.L, seed=e.seed, frames=C_T_H_W[1], size=C_T_H_W[2], split=e.split
+        ).to(device)  # [Be, L, C, T, H, W]
         self.encoded = encode_videos(tokenizer, self.videos, config.rollout.encode_chunk)
         self.needs = required_needs(rewards.values())
         self.scales: Tensor | None = None  # σ_i [R], fixed at the first call
@@ -333,9 +353,17 @@ class HeldOutEval:
         Be = self.videos.shape[0]
         generators = sample_generators(c.eval.seed, "eval-sample", 0, range(Be), device)
         rollout = collect_rollout(
-            self.tokenizer, PerVideoSampling(policy, generators, self.L), ref_policy, self.videos,
-            group_size=c.grpo.group_size, mode=c.rollout.mode, needs=self.needs, generator=None,
-            decode_chunk=c.rollout.decode_chunk, encode_chunk=c.rollout.encode_chunk, encoded=self.encoded,
+            self.tokenizer,
+            PerVideoSampling(policy, generators, self.L),
+            ref_policy,
+            self.videos,
+            group_size=c.grpo.group_size,
+            mode=c.rollout.mode,
+            needs=self.needs,
+            generator=None,
+            decode_chunk=c.rollout.decode_chunk,
+            encode_chunk=c.rollout.encode_chunk,
+            encoded=self.encoded,
         )
         R = score(self.rewards, rollout)  # [Be, G, R]
         if self.scales is None:
@@ -350,8 +378,12 @@ class HeldOutEval:
             metrics["eval/psnr"] = psnr(recon, targets).mean().item()
         keep_star = policy.argmax_keep(self.encoded.latents)  # [N]
         chunk = c.rollout.decode_chunk
-        recon_star = torch.cat([self.tokenizer.decode(self.encoded.latents[i:i + chunk], keep_star[i:i + chunk])
-                                for i in range(0, len(keep_star), chunk)])
+        recon_star = torch.cat(
+            [
+                self.tokenizer.decode(self.encoded.latents[i : i + chunk], keep_star[i : i + chunk])
+                for i in range(0, len(keep_star), chunk)
+            ]
+        )
         metrics["eval/argmax_tokens/mean"] = keep_star.float().mean().item()
         metrics["eval/argmax_psnr"] = psnr(recon_star, clips).mean().item()
         return metrics
@@ -416,23 +448,31 @@ def _set_rng_state(tensors: dict[str, Tensor], meta: dict) -> None:
 class RunLog:
     """metrics.jsonl (always) and wandb (``log.report_to: wandb``), main process only."""
 
-    def __init__(self, config: TrainConfig, output_dir: Path, *, enabled: bool, resume_step: int | None,
-                 wandb_id: str | None):
+    def __init__(
+        self, config: TrainConfig, output_dir: Path, *, enabled: bool, resume_step: int | None, wandb_id: str | None
+    ):
         self.enabled, self.path, self.wandb, self.wandb_id = enabled, output_dir / METRICS_FILE, None, wandb_id
         if not enabled:
             return
         lines = []
         if resume_step is not None and self.path.is_file():  # drop what a killed run logged after its checkpoint
-            lines = [ln for ln in self.path.read_text().splitlines()
-                     if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            lines = [
+                ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step
+            ]
         self.path.write_text("".join(ln + "\n" for ln in lines))
         if config.log.report_to == "wandb":
             import wandb
 
             self.wandb_id = wandb_id or secrets.token_hex(4)
-            self.wandb = wandb.init(project=config.log.wandb_project, name=config.log.run_name or output_dir.name,
-                                    dir=str(output_dir), config=to_dict(config), id=self.wandb_id, resume="allow",
-                                    mode=os.environ.get("WANDB_MODE", "offline"))  # offline unless the user says
+            self.wandb = wandb.init(
+                project=config.log.wandb_project,
+                name=config.log.run_name or output_dir.name,
+                dir=str(output_dir),
+                config=to_dict(config),
+                id=self.wandb_id,
+                resume="allow",
+                mode=os.environ.get("WANDB_MODE", "offline"),
+            )  # offline unless the user says
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -467,16 +507,19 @@ def _resume_state(config: TrainConfig, output_dir: Path) -> tuple[dict[str, Tens
     saved, now = dict(meta["config"]), to_dict(config)
     changed = [k for k in sorted(set(saved) | set(now)) if k not in ("log", "steps") and saved.get(k) != now.get(k)]
     if changed:
-        raise ConfigError(f"--resume: the config differs from the checkpoint's ({found[-1]}) in {changed}; only "
-                          f"'steps' and 'log.*' may change when resuming")
+        raise ConfigError(
+            f"--resume: the config differs from the checkpoint's ({found[-1]}) in {changed}; only "
+            f"'steps' and 'log.*' may change when resuming"
+        )
     return tensors, meta
 
 
 # =============================================================================================== the run
 
 
-def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = None, resume: bool = False,
-                 progress: bool = True) -> dict:
+def run_training(
+    config: TrainConfig, *, tokenizer: FrozenTokenizer | None = None, resume: bool = False, progress: bool = True
+) -> dict:
     """Train the taildrop head with GRPO as ``config`` says; returns the summary (also written to summary.json).
 
     ``tokenizer`` overrides ``config.tokenizer`` (already-built objects, e.g. in tests and sweeps). With
@@ -484,16 +527,24 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
     t_start = time.perf_counter()
     c, g = config, config.grpo
     output_dir = Path(c.log.output_dir)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    device, world, rank, main = (accelerator.device, accelerator.num_processes, accelerator.process_index,
-                                 accelerator.is_main_process)
+    force_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    accelerator = Accelerator(cpu=force_cpu or not torch.cuda.is_available())  # CUDA when there is one
+    if accelerator.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
+        raise RuntimeError(
+            f"accelerate sees {accelerator.num_processes} process(es) but WORLD_SIZE is "
+            f"{os.environ['WORLD_SIZE']}; launch with torchrun --nproc_per_node P"
+        )
+    device, main = accelerator.device, accelerator.is_main_process
+    world, rank = accelerator.num_processes, accelerator.process_index
     B, L, G = c.rollout.videos_per_step, c.rollout.clips_per_video, g.group_size
     if B % world:
         raise ConfigError(f"rollout.videos_per_step: {B} videos do not split evenly over {world} processes")
     mine = range(rank * (B // world), (rank + 1) * (B // world))  # this process's videos of the global batch
     if not resume and checkpoint_dirs(output_dir):
-        raise ConfigError(f"log.output_dir {output_dir} already holds checkpoints: pass --resume to continue that run, "
-                          f"or choose another log.output_dir")
+        raise ConfigError(
+            f"log.output_dir {output_dir} already holds checkpoints: pass --resume to continue that run, "
+            f"or choose another log.output_dir"
+        )
 
     # ---- the frozen tokenizer; the trainable head; its frozen starting copy as the KL reference
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer_spec(c.tokenizer)
@@ -505,8 +556,14 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
     rewards = load_rewards(c)
     labels, needs = list(rewards), required_needs(rewards.values())
     weights = torch.tensor([s.weight for s in c.active_rewards().values()], device=device)
-    stream = VideoStream(c.data.source, L, tokenizer.clip_shape, seed=c.seed if c.data.seed is None else c.data.seed,
-                         split=c.data.split, batch=B)
+    stream = VideoStream(
+        c.data.source,
+        L,
+        tokenizer.clip_shape,
+        seed=c.seed if c.data.seed is None else c.data.seed,
+        split=c.data.split,
+        batch=B,
+    )
 
     o = c.optim
     optimizer = torch.optim.AdamW(policy.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
@@ -545,12 +602,17 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
         rng_tensors, rng_meta = _rng_state()
         tensors.update(rng_tensors)
         meta = {
-            "step": step, "config": to_dict(c), "head_config": dataclasses.asdict(policy.head.config),
+            "step": step,
+            "config": to_dict(c),
+            "head_config": dataclasses.asdict(policy.head.config),
             "optimizer": flatten_state("optimizer", optimizer.state_dict(), tensors),
             "scheduler": flatten_state("scheduler", scheduler.state_dict(), tensors),
-            "rng": rng_meta, "data_position": {"step": step, "videos_seen": step * B},
-            "eval_history": history, "eval_scales": None if evaluator is None else evaluator.scales.tolist(),
-            "wandb_id": log.wandb_id, "tokenizer_fingerprint": str(tokenizer.fingerprint),
+            "rng": rng_meta,
+            "data_position": {"step": step, "videos_seen": step * B},
+            "eval_history": history,
+            "eval_scales": None if evaluator is None else evaluator.scales.tolist(),
+            "wandb_id": log.wandb_id,
+            "tokenizer_fingerprint": str(tokenizer.fingerprint),
         }
         save_checkpoint(output_dir / CHECKPOINTS / f"step-{step:06d}", tensors, meta)
         if c.log.keep_checkpoints:
@@ -559,34 +621,38 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
 
     if start == 0:
         evaluate(0)  # the starting head: what the tuned one is compared with
+    rollout_kwargs = dict(
+        group_size=G,
+        mode=c.rollout.mode,
+        needs=needs,
+        generator=None,
+        decode_chunk=c.rollout.decode_chunk,
+        encode_chunk=c.rollout.encode_chunk,
+    )
+    advantage_kwargs = dict(scale_rewards=g.scale_rewards, reward_aggregation=g.reward_aggregation)
+    loss_kwargs = dict(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
     bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc="grpo", dynamic_ncols=True)
     train_metrics: dict[str, float] = {}
     for step in range(start, c.steps):
         t0 = time.perf_counter()
         # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
         videos = stream.videos(step, mine).to(device)  # [B/P, L, C, T, H, W]
-        generators = sample_generators(c.seed, "sample", step, mine, device)
+        sampler = PerVideoSampling(policy, sample_generators(c.seed, "sample", step, mine, device), L)
         with torch.no_grad():
-            rollout = collect_rollout(
-                tokenizer, PerVideoSampling(policy, generators, L), ref_policy, videos, group_size=G,
-                mode=c.rollout.mode, needs=needs, generator=None, decode_chunk=c.rollout.decode_chunk,
-                encode_chunk=c.rollout.encode_chunk,
-            )
-            # ---- 2. rewards [B, G, R] and advantages [B, G], both over the global batch; keep this process's rows
+            rollout = collect_rollout(tokenizer, sampler, ref_policy, videos, **rollout_kwargs)
+            # ---- 2. rewards [B, G, R] and advantages [B, G] over the global batch; this process keeps its rows
             everyone = gather_rollout(accelerator, rollout)
             R = score(rewards, everyone)  # [B, G, R]
-            advantages = compute_advantages(R, weights, scale_rewards=g.scale_rewards,
-                                            reward_aggregation=g.reward_aggregation)[mine.start:mine.stop]  # [B/P, G]
+            advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G]
             max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
-            entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact, [N] -> ()
+            entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
 
         # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
         lr = optimizer.param_groups[0]["lr"]
         sums: dict[str, float] = {}
         for _ in range(g.num_iterations):
             logp = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep)  # [B/P, G, L]
-            loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, epsilon_low=g.epsilon_low,
-                                      epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
+            loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
             if step == start:
@@ -604,9 +670,11 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
         train_metrics = {
             **reward_metrics(R, weights, labels),
             "frac_reward_zero_std": _constant_groups(R).float().mean().item(),
-            "tokens/mean": everyone.keep.float().mean().item(), "tokens/std": everyone.keep.float().std().item(),
+            "tokens/mean": everyone.keep.float().mean().item(),
+            "tokens/std": everyone.keep.float().std().item(),
             **dict(zip([*sums, "entropy"], averaged, strict=True)),
-            "lr": lr, "step_time": time.perf_counter() - t0,
+            "lr": lr,
+            "step_time": time.perf_counter() - t0,
         }
         done = step + 1
         if done % c.log.log_every == 0 or done == c.steps:
@@ -620,15 +688,23 @@ def run_training(config: TrainConfig, *, tokenizer: FrozenTokenizer | None = Non
     bar.close()
 
     # ---- the tuned head and the summary
-    summary = {"steps": c.steps, "output_dir": str(output_dir), "world_size": world,
-               "tokenizer_fingerprint": str(tokenizer.fingerprint), "last_train": train_metrics,
-               "eval_history": history, "initial_eval": history[0] if history else None,
-               "final_eval": history[-1] if history else None, "seconds": time.perf_counter() - t_start}
+    summary = {
+        "steps": c.steps,
+        "output_dir": str(output_dir),
+        "world_size": world,
+        "tokenizer_fingerprint": str(tokenizer.fingerprint),
+        "last_train": train_metrics,
+        "eval_history": history,
+        "initial_eval": history[0] if history else None,
+        "final_eval": history[-1] if history else None,
+        "seconds": time.perf_counter() - t_start,
+    }
     if history and history[0]["step"] == 0:
         summary["eval_gain"] = {k: history[-1][k] - history[0][k] for k in history[0] if k != "step"}
     if main:
-        save_head(policy.head, output_dir, tokenizer_fingerprint=str(tokenizer.fingerprint), steps=c.steps,
-                  config=to_dict(c))
+        save_head(
+            policy.head, output_dir, tokenizer_fingerprint=str(tokenizer.fingerprint), steps=c.steps, config=to_dict(c)
+        )
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     log.close()
     accelerator.wait_for_everyone()
@@ -643,11 +719,14 @@ def _constant_groups(R: Tensor) -> Tensor:
 def _check_only_head_learns(policy: TaildropPolicy, ref_policy: TaildropPolicy, frozen: list[nn.Module]) -> None:
     """After the first backward: every head parameter has a gradient, nothing else does."""
     missing = [n for n, p in policy.named_parameters() if p.grad is None]
-    leaked = [n for m in [ref_policy, *frozen] for n, p in m.named_parameters()
-              if p.requires_grad or p.grad is not None]
+    leaked = [
+        n for m in [ref_policy, *frozen] for n, p in m.named_parameters() if p.requires_grad or p.grad is not None
+    ]
     if missing or leaked:
-        raise RuntimeError(f"only the head may learn: head parameters without gradient {missing}, "
-                           f"frozen parameters with gradient or requires_grad {leaked}")
+        raise RuntimeError(
+            f"only the head may learn: head parameters without gradient {missing}, "
+            f"frozen parameters with gradient or requires_grad {leaked}"
+        )
 
 
 # =============================================================================================== CLI
@@ -657,9 +736,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vaportok-rl train",
         description="GRPO-tune the taildrop head of a frozen tokenizer. Multi-process: "
-                    "torchrun --standalone --nproc_per_node P -m vaportok_rl.cli train RECIPE ...",
+        "torchrun --standalone --nproc_per_node P -m vaportok_rl.cli train RECIPE ...",
         epilog="Overrides are dotted config keys, e.g. steps=50 grpo.beta=0 rewards.efficiency=null "
-               "rewards.penalty.kwargs.shape=quadratic. --help-config lists every key.",
+        "rewards.penalty.kwargs.shape=quadratic. --help-config lists every key.",
     )
     parser.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/grpo_default.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -687,7 +766,9 @@ def cli(argv: list[str] | None = None) -> int:
         return 0
     final = summary.get("final_eval") or {}
     if final:
-        print(f"held-out reward {summary['initial_eval']['eval/reward']:.4g} -> {final['eval/reward']:.4g}, "
-              f"argmax tokens {final['eval/argmax_tokens/mean']:.1f}, argmax PSNR {final['eval/argmax_psnr']:.2f} dB")
+        print(
+            f"held-out reward {summary['initial_eval']['eval/reward']:.4g} -> {final['eval/reward']:.4g}, "
+            f"argmax tokens {final['eval/argmax_tokens/mean']:.1f}, argmax PSNR {final['eval/argmax_psnr']:.2f} dB"
+        )
     print(f"wrote {Path(config.log.output_dir) / 'summary.json'}")
     return 0

@@ -1,0 +1,1017 @@
+"""``vaportok-rl eval``: is a taildrop head any good against budgeted allocators and the oracle frontier?
+
+At the same mean token budget, compare the head acting as a policy (argmax / pre_argmax keep counts), AdapTok's
+allocators (``fixed``, ``bithr``, ``bidelta``, ``ilp``, and our ``fast``) driven by the head's distribution, and
+the **oracle**: the exact multiple-choice knapsack on the *true* distortion, decoded for every candidate::
+
+    clips [N, C, T, H, W] ──encode once──► latents [N, K, D] ──► head ──► P(k) [N, K]
+        │                                                       │
+        │            scorers on the shared k grid [G] ──────────┤ HeadScorer: P(k <= k_g)       [N, G]
+        │                                                       └ DistortionScorer: -MSE(k_g)   [N, G]
+        │                                                                │
+        │          allocators (same grid, same budget) ◄─────────────────┘
+        ▼                                │
+    CandidateMetrics: MSE / PSNR / SSIM / LPIPS per (clip, k), decoded once per pair, memoised
+        ▼
+    records per allocation (tokens, MSE, PSNR, SSIM, LPIPS, AR-prior top-5, Spearman vs SC / TC)
+    + a rate–distortion sweep over budgets + PNG plots (see docs/eval.md for the JSON schema and the plots)
+
+The **k grid** (candidate keep counts, shared by every allocator and the oracle): by default ``1`` plus every
+multiple of ``max(1, K // 32)`` up to K -- 33 points for K = 128, every k for K <= 32. AdapTok's allocators work
+on a coarse grid (blocks of tokens); 1/32 of K keeps the oracle's ``N × G`` decodes affordable while the steps
+stay fine (4 tokens at K = 128). The head's own policy points are *not* restricted to the grid: they may keep
+any k in 1..K (so with a coarse grid the oracle is the best *grid* allocation, not a strict bound on them).
+
+Axis letters follow DESIGN.md; ``G`` here is the number of grid points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from vaportok_rl.allocators import ALLOCATORS, Allocation, allocate
+from vaportok_rl.complexity import complexity
+from vaportok_rl.metrics import LPIPS_MIN_SIDE, LPIPSMetric, spearman, ssim
+from vaportok_rl.policy import TaildropPolicy, check_mode
+from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, prior_accuracy
+
+__all__ = [
+    "BASELINES",
+    "DEFAULT_HEAD_DIR",
+    "HELDOUT_SEED",
+    "RECORD_KEYS",
+    "SCHEMA",
+    "CandidateMetrics",
+    "DistortionScorer",
+    "EvalError",
+    "HeadScorer",
+    "cli",
+    "default_budgets",
+    "default_k_grid",
+    "evaluate",
+    "format_table",
+    "load_head_spec",
+    "write_plots",
+]
+
+SCHEMA = "vaportok-eval/1"
+HELDOUT_SEED = 1_000_003
+"""The held-out seed shared with ``tokenizer-report`` (pretraining and GRPO draw from other seeds)."""
+DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
+"""Where the package ships its GRPO-tuned head (an exported folder: model.safetensors + config.json)."""
+BASELINES = ("fixed", "bithr", "bidelta", "ilp")
+"""AdapTok's allocators, always compared (plus ``--allocator`` when it is ``fast``)."""
+ORACLES = ("fast", "ilp")
+RECORD_KEYS = (
+    "tokens_mean",
+    "tokens_std",
+    "tokens_min",
+    "tokens_max",
+    "mse",
+    "psnr",
+    "ssim",
+    "lpips",
+    "prior_top5",
+    "spearman_sc",
+    "spearman_tc",
+)
+"""The keys of every metric record (a sweep record has ``budget`` too)."""
+TIMING_KEYS = ("encode", "head_scorer", "oracle_scorer", "allocate", "metrics", "total")
+PLOTS = ("rd_psnr", "rd_lpips", "tokens_vs_complexity", "token_hist")
+SSIM_MIN_SIDE = 11  # SSIM's Gaussian window; smaller frames get ssim = null
+
+
+class EvalError(ValueError):
+    """A bad option or input; the CLI prints it and exits with code 2."""
+
+
+# ================================================================================================ k grid, budgets
+def default_k_grid(K: int) -> list[int]:
+    """``[1, s, 2s, ..., K]`` with ``s = max(1, K // 32)`` (K always included): 33 points at K = 128."""
+    step = max(1, K // 32)
+    return sorted({1, K, *range(step, K + 1, step)})
+
+
+def check_k_grid(k_grid: Sequence[int], K: int) -> np.ndarray:
+    grid = np.asarray(list(k_grid))
+    if grid.ndim != 1 or grid.size < 1 or not np.issubdtype(grid.dtype, np.integer):
+        raise EvalError(f"k_grid: expected a non-empty list of integer keep counts in 1..{K}, got {list(k_grid)!r}")
+    if grid.min() < 1 or grid.max() > K or (np.diff(grid) <= 0).any():
+        raise EvalError(f"k_grid: expected strictly ascending keep counts in 1..{K}, got {grid.tolist()}")
+    return grid.astype(np.int64)
+
+
+def default_budgets(K: int, k_min: int = 1, points: int = 8) -> list[float]:
+    """``points`` budgets evenly spaced from ``max(K / 16, k_min)`` to K (rounded to 0.01)."""
+    lo = max(K / 16, float(k_min))
+    return sorted({round(float(b), 2) for b in np.linspace(lo, K, points)})
+
+
+# ================================================================================================ scorers
+class HeadScorer:
+    """Quality from the head's distribution: ``quality[n, g] = P(k <= k_grid[g])``, the head's CDF.
+
+    Why the CDF. The head puts mass on "how many tokens this clip needs"; ``P(k <= x)`` is its probability that
+    ``x`` tokens suffice. Unlike ``P(k = x)`` (which peaks at the mode and falls after it), it is non-decreasing
+    in ``x`` like a true quality curve -- more tokens never hurt -- which AdapTok's threshold searches assume
+    (their score must fall as tokens are added) and the knapsack rewards sensibly. It lies in [0, 1] for every
+    clip, so one global threshold means the same thing everywhere: ``bithr`` on it keeps each clip's head quantile
+    at a common level, ``bidelta`` stops where the next grid step holds less than a common share of mass, and
+    ``ilp`` / ``fast`` maximise the expected number of clips whose needed count is covered.
+    """
+
+    name = "head"
+
+    def __init__(self, head: TaildropHead, chunk: int = 1024):
+        self.head = head
+        self.chunk = chunk
+
+    @torch.no_grad()
+    def __call__(self, tokenizer: FrozenTokenizer, encoded: Encoded, clips: Tensor | None, k_grid) -> np.ndarray:
+        grid = check_k_grid(k_grid, self.head.config.num_latents)
+        dev = next(self.head.parameters()).device
+        parts = []
+        for i in range(0, len(encoded), self.chunk):
+            logits = self.head(encoded.latents[i : i + self.chunk].to(dev)).double()  # [n, K]
+            parts.append(torch.softmax(logits, -1).cumsum(-1).clamp(0.0, 1.0).cpu())  # CDF over k = 1..K
+        cdf = torch.cat(parts).numpy()  # [N, K]
+        return cdf[:, grid - 1]  # [N, G]
+
+
+class DistortionScorer:
+    """The true quality of every grid candidate, by decoding it: ``-MSE`` (default), ``psnr``, ``ssim`` or
+    ``-lpips`` (``metric``), higher = better. Fed to ``ilp`` / ``fast`` it gives the **oracle**.
+
+    Decodes ``N × G`` candidates in batches of ``chunk`` clips (one batched decode per chunk, each sample
+    masking its own tail). Pass ``cache`` (a :class:`CandidateMetrics` over the same clips) to share decodes.
+    """
+
+    METRICS = ("mse", "psnr", "ssim", "lpips")
+
+    def __init__(self, metric: str = "mse", chunk: int = 256):
+        if metric not in self.METRICS:
+            raise EvalError(f"metric: expected one of {self.METRICS}, got {metric!r}")
+        self.metric = metric
+        self.name = f"true_{metric}"
+        self.chunk = chunk
+
+    def __call__(
+        self,
+        tokenizer: FrozenTokenizer,
+        encoded: Encoded,
+        clips: Tensor,
+        k_grid,
+        cache: CandidateMetrics | None = None,
+    ) -> np.ndarray:
+        grid = check_k_grid(k_grid, tokenizer.num_latents)
+        if cache is None:
+            lp = shared_lpips(clips.device) if self.metric == "lpips" else None
+            cache = CandidateMetrics(tokenizer, encoded, clips, lpips_metric=lp, chunk=self.chunk)
+        N = len(encoded)
+        rows = np.repeat(np.arange(N), len(grid))
+        ks = np.tile(grid, N)
+        cache.ensure(rows, ks, lpips=self.metric == "lpips")
+        if self.metric == "mse":
+            return -cache.mse[:, grid]
+        if self.metric == "psnr":
+            return _psnr_np(cache.mse[:, grid])
+        if self.metric == "ssim":
+            q = cache.ssim[:, grid]
+            if np.isnan(q).any():
+                raise EvalError(f"metric: SSIM needs frames of at least {SSIM_MIN_SIDE} px")
+            return q
+        return -cache.lpips[:, grid]
+
+
+_LPIPS: dict[str, LPIPSMetric] = {}
+
+
+def shared_lpips(device: str | torch.device = "cpu") -> LPIPSMetric:
+    """One :class:`LPIPSMetric` per device for the whole process (loading it costs about a second)."""
+    key = str(torch.device(device))
+    if key not in _LPIPS:
+        _LPIPS[key] = LPIPSMetric(device=device)
+    return _LPIPS[key]
+
+
+def _psnr_np(mse: np.ndarray) -> np.ndarray:
+    """Same convention as :func:`vaportok_rl.metrics.psnr` (data range 1, MSE clamped at 1e-10)."""
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+
+
+# ================================================================================================ candidate metrics
+class CandidateMetrics:
+    """Reconstruction metrics per (clip n, keep count k), computed on demand and memoised.
+
+    ``ensure(rows, ks, lpips)`` decodes each missing pair once (batches of ``chunk`` clips, sorted by clip),
+    clamps it to [0, 1] and records MSE and SSIM, and LPIPS when asked. LPIPS is the real AlexNet LPIPS of
+    :func:`vaportok_rl.metrics.lpips_video` (mean over frames; frames upsampled to >= 64 px), computed with the
+    reference clip's features shared by all its candidates. ``mse`` / ``ssim`` / ``lpips`` are ``[N, K + 1]``
+    arrays (column k; NaN where not computed).
+    """
+
+    def __init__(
+        self,
+        tokenizer: FrozenTokenizer,
+        encoded: Encoded,
+        clips: Tensor,
+        *,
+        lpips_metric: LPIPSMetric | None = None,
+        chunk: int = 256,
+        lpips_chunk_frames: int = 256,
+    ):
+        if len(encoded) != len(clips):
+            raise ValueError(f"encoded: {len(encoded)} clips, but clips has {len(clips)}")
+        self.tokenizer, self.encoded, self.clips = tokenizer, encoded, clips
+        self.lpips_metric = lpips_metric
+        self.chunk, self.lpips_chunk_frames = int(chunk), int(lpips_chunk_frames)
+        N, K = len(encoded), tokenizer.num_latents
+        self.num_latents = K
+        self.mse = np.full((N, K + 1), np.nan)
+        self.ssim = np.full((N, K + 1), np.nan)
+        self.lpips = np.full((N, K + 1), np.nan)
+        self._done = np.zeros((N, K + 1), dtype=bool)
+        self._done_lpips = np.zeros((N, K + 1), dtype=bool)
+        h, w = clips.shape[-2:]
+        self._ssim_ok = min(h, w) >= SSIM_MIN_SIDE
+        self.decodes = 0
+
+    @torch.no_grad()
+    def ensure(self, rows: np.ndarray, ks: np.ndarray, lpips: bool = False) -> None:
+        rows, ks = np.asarray(rows, dtype=np.int64).ravel(), np.asarray(ks, dtype=np.int64).ravel()
+        if lpips and self.lpips_metric is None:
+            raise ValueError("CandidateMetrics: LPIPS requested but no lpips_metric was given")
+        flat = np.unique(rows * (self.num_latents + 1) + ks)  # sorted: by clip, then k
+        r, k = np.divmod(flat, self.num_latents + 1)
+        todo = ~self._done[r, k] | (lpips & ~self._done_lpips[r, k])
+        r, k = r[todo], k[todo]
+        for i in range(0, len(r), self.chunk):
+            self._compute(r[i : i + self.chunk], k[i : i + self.chunk], lpips)
+
+    def _compute(self, r: np.ndarray, k: np.ndarray, lpips: bool) -> None:
+        dev = self.clips.device
+        rt = torch.from_numpy(r).to(dev)
+        keep = torch.from_numpy(k).to(dev)
+        rec = self.tokenizer.decode(self.encoded.latents[rt], keep).float().clamp(0.0, 1.0)  # [M, C, T, H, W]
+        self.decodes += len(r)
+        ref = self.clips[rt].float()
+        self.mse[r, k] = (rec - ref).pow(2).flatten(1).mean(1).double().cpu().numpy()
+        if self._ssim_ok:
+            self.ssim[r, k] = ssim(rec, ref).double().cpu().numpy()
+        self._done[r, k] = True
+        if lpips:
+            self.lpips[r, k] = self._lpips(rec, r)
+            self._done_lpips[r, k] = True
+
+    def _lpips(self, rec: Tensor, r: np.ndarray) -> np.ndarray:
+        """LPIPS of reconstructions rec [M, C, T, H, W] against clips r [M]; reference features once per clip."""
+        module = self.lpips_metric.module
+        T = rec.shape[2]
+        per = max(1, self.lpips_chunk_frames // T)  # pairs per network pass
+        out = []
+        for i in range(0, len(r), per):
+            rows = r[i : i + per]
+            uniq, inv = np.unique(rows, return_inverse=True)
+            ref_feats = _lpips_features(module, self.clips[torch.from_numpy(uniq).to(self.clips.device)])
+            rec_feats = _lpips_features(module, rec[i : i + per])
+            idx = (torch.from_numpy(inv.reshape(-1))[:, None] * T + torch.arange(T)).reshape(-1)  # [m·T]
+            total = 0.0
+            for lin, a, b in zip(module.lins, rec_feats, ref_feats, strict=True):
+                total = total + lin((a - b[idx.to(b.device)]) ** 2).mean(dim=(2, 3))  # [m·T, 1]
+            out.append(total.reshape(len(rows), T).mean(1).double().cpu())
+        return torch.cat(out).numpy()
+
+    def gather(self, keep: np.ndarray, lpips: bool) -> dict[str, np.ndarray]:
+        """Per-clip metrics of one allocation (keep [N] in 1..K): mse, psnr, ssim, lpips arrays [N]."""
+        keep = np.asarray(keep, dtype=np.int64)
+        rows = np.arange(len(keep))
+        self.ensure(rows, keep, lpips=lpips)
+        mse = self.mse[rows, keep]
+        return {
+            "mse": mse,
+            "psnr": _psnr_np(mse),
+            "ssim": self.ssim[rows, keep],
+            "lpips": self.lpips[rows, keep] if lpips else np.full(len(keep), np.nan),
+        }
+
+
+def _lpips_features(module: torch.nn.Module, clips: Tensor) -> list[Tensor]:
+    """Unit-normalised AlexNet features of clips [M, C, T, H, W] in [0, 1] -> per layer [M·T, c, h, w].
+
+    Exactly the front half of ``lpips.LPIPS.forward`` (scaling layer, backbone, channel normalisation) after
+    :func:`vaportok_rl.metrics.lpips_video`'s preprocessing (grey -> RGB, upsampling of small frames)."""
+    from lpips import normalize_tensor
+
+    dev = next(module.parameters()).device
+    c, h, w = clips.shape[1], clips.shape[3], clips.shape[4]
+    if c == 1:
+        clips = clips.expand(-1, 3, -1, -1, -1)
+    frames = rearrange(clips, "m c t h w -> (m t) c h w").to(dev, torch.float32)
+    if min(h, w) < LPIPS_MIN_SIDE:
+        s = LPIPS_MIN_SIDE / min(h, w)
+        size = (max(LPIPS_MIN_SIDE, round(h * s)), max(LPIPS_MIN_SIDE, round(w * s)))
+        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    return [normalize_tensor(o) for o in module.net(module.scaling_layer(frames * 2 - 1))]
+
+
+# ================================================================================================ evaluate
+def _nan_to_none(x):
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _mean(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(a.mean()) if a.size and np.isfinite(a).all() else math.nan
+
+
+def _oracle(quality: np.ndarray, grid: np.ndarray, budget: float, solver: str) -> tuple[Allocation, bool]:
+    """The exact allocation on true quality: ``ilp``, or ``fast`` with an ILP fallback when ``fast`` cannot
+    certify its result optimal. Returns (allocation, whether the ILP fallback ran)."""
+    if solver == "ilp":
+        return allocate("ilp", quality, grid, budget), False
+    result = allocate("fast", quality, grid, budget)
+    if result.extras.get("certified", 0.0) >= 1.0:
+        return result, False
+    exact = allocate("ilp", quality, grid, budget)
+    return (exact if exact.objective >= result.objective else result), True
+
+
+@torch.no_grad()
+def evaluate(
+    tokenizer: FrozenTokenizer,
+    head: TaildropHead,
+    videos_or_clips: Tensor,
+    *,
+    allocator: str = "fast",
+    budget: float | None = None,
+    k_grid: Sequence[int] | None = None,
+    lpips: bool = True,
+    modes: Sequence[str] = ("argmax", "pre_argmax"),
+    seed: int = HELDOUT_SEED,
+    baselines: Sequence[str] = BASELINES,
+    oracle: str = "fast",
+    oracle_metric: str = "mse",
+    sweep_budgets: Sequence[float] | None = None,
+    chunk: int = 256,
+    lpips_metric: LPIPSMetric | None = None,
+    info: dict | None = None,
+    log=None,
+) -> dict:
+    """Evaluate ``head`` on a frozen ``tokenizer`` against budgeted allocators and the oracle frontier.
+
+    videos_or_clips: ``[B, L, C, T, H, W]`` or ``[N, C, T, H, W]`` in [0, 1], on the device to evaluate on
+    (the tokenizer and head must already be there). ``allocator``: the headline allocator (one of
+    ``ALLOCATORS``), compared together with ``baselines``, all fed the :class:`HeadScorer`'s quality on the same
+    ``k_grid`` (default :func:`default_k_grid`) at ``budget`` mean tokens per clip (default: the head's own argmax
+    mean token count). The oracle runs ``oracle`` ("fast" -- ILP fallback if not certified -- or "ilp") on the
+    :class:`DistortionScorer` (``oracle_metric``, default MSE) at the same budget. ``modes``: the head's policy
+    points (``argmax``, ``pre_argmax``, ``sample``; the sampled ones draw from a generator seeded with ``seed``).
+    ``sweep_budgets`` (default :func:`default_budgets`): the rate–distortion sweep; every baseline (and the
+    headline allocator) and the oracle at each. ``info``: extra ``setup`` entries (data source, ...).
+    Returns the report (schema ``vaportok-eval/1``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
+    """
+    started = time.perf_counter()
+    timing: dict[str, float] = {}
+    say = log or (lambda msg: None)
+
+    def lap(name: str, t0: float) -> float:
+        now = time.perf_counter()
+        timing[name] = round(now - t0, 3)
+        return now
+
+    # ---- validate
+    if allocator not in ALLOCATORS:
+        raise EvalError(f"allocator: unknown allocator {allocator!r}; expected one of {sorted(ALLOCATORS)}")
+    for name in baselines:
+        if name not in ALLOCATORS:
+            raise EvalError(f"baselines: unknown allocator {name!r}; expected names from {sorted(ALLOCATORS)}")
+    if oracle not in ORACLES:
+        raise EvalError(f"oracle: expected one of {ORACLES}, got {oracle!r}")
+    modes = tuple(dict.fromkeys(modes))
+    for mode in modes:
+        try:
+            check_mode(mode)
+        except ValueError as err:
+            raise EvalError(f"modes: {err}") from None
+    K = tokenizer.num_latents
+    if (head.config.num_latents, head.config.latent_dim) != (K, tokenizer.latent_dim):
+        raise EvalError(
+            f"head: reads latents [K, D] = [{head.config.num_latents}, {head.config.latent_dim}] but the tokenizer "
+            f"gives [{K}, {tokenizer.latent_dim}]"
+        )
+    x = videos_or_clips
+    if x.ndim == 6:
+        x = rearrange(x, "b l c t h w -> (b l) c t h w")
+    if x.ndim != 5 or tuple(x.shape[1:]) != tuple(tokenizer.clip_shape) or len(x) < 1:
+        raise EvalError(
+            f"videos_or_clips: expected [B, L, *clip_shape] or [N, *clip_shape] with clip_shape "
+            f"{tuple(tokenizer.clip_shape)} and at least one clip, got {tuple(videos_or_clips.shape)}"
+        )
+    clips = x.float()
+    N = len(clips)
+    grid = check_k_grid(default_k_grid(K) if k_grid is None else k_grid, K)
+    allocators = tuple(dict.fromkeys([*baselines, allocator]))
+    head.eval()
+    policy = TaildropPolicy(head)
+
+    # ---- encode once; complexity; prior correctness (one causal pass per clip covers every keep count)
+    t0 = time.perf_counter()
+    enc_parts = [tokenizer.encode(clips[i : i + chunk]) for i in range(0, N, chunk)]
+    encoded = Encoded(latents=torch.cat([e.latents for e in enc_parts]), codes=torch.cat([e.codes for e in enc_parts]))
+    correct = torch.cat(
+        [tokenizer.prior_correct(encoded.index(slice(i, i + chunk)), topk=5) for i in range(0, N, chunk)]
+    )
+    sc, tc = (v.double().cpu().numpy() for v in complexity(clips))
+    t0 = lap("encode", t0)
+    say(f"encoded {N} clips (K={K})")
+
+    # ---- the head's policy points
+    latents = encoded.latents
+    argmax_keep = torch.cat([policy.argmax_keep(latents[i : i + chunk]) for i in range(0, N, chunk)])
+    generator = torch.Generator(device=latents.device).manual_seed(int(seed))
+    keeps: dict[str, np.ndarray] = {}
+    for mode in modes:
+        if mode == "argmax":
+            k = argmax_keep
+        else:
+            k = torch.cat([policy.sample(latents[i : i + chunk], mode, generator) for i in range(0, N, chunk)])
+        keeps[f"policy/{mode}"] = k.cpu().numpy().astype(np.int64)
+    if budget is None:
+        budget, budget_source = float(argmax_keep.double().mean()), "head_argmax"
+    else:
+        budget_source = "given"
+    budget = float(budget)
+    if not (math.isfinite(budget) and grid[0] <= budget <= K):
+        raise EvalError(
+            f"budget: expected a mean token count in [{int(grid[0])}, {K}] (the k grid's range), got {budget}"
+        )
+
+    # ---- scorers
+    head_quality = HeadScorer(head, chunk=chunk)(tokenizer, encoded, clips, grid)  # [N, G]
+    t0 = lap("head_scorer", t0)
+    need_lpips_metric = lpips or oracle_metric == "lpips"
+    if need_lpips_metric and lpips_metric is None:
+        lpips_metric = shared_lpips(clips.device)
+    cache = CandidateMetrics(tokenizer, encoded, clips, lpips_metric=lpips_metric, chunk=chunk)
+    true_quality = DistortionScorer(oracle_metric, chunk=chunk)(tokenizer, encoded, clips, grid, cache=cache)
+    t0 = lap("oracle_scorer", t0)
+    say(f"decoded {N} x {len(grid)} grid candidates")
+
+    # ---- allocations at the budget, and the sweep
+    at_alloc: dict[str, np.ndarray] = {}
+    for name in allocators:
+        at_alloc[name] = grid[allocate(name, head_quality, grid, budget).choice]
+    oracle_alloc, fell_back = _oracle(true_quality, grid, budget, oracle)
+    fallbacks = int(fell_back)
+    budgets = default_budgets(K, int(grid[0])) if sweep_budgets is None else [float(b) for b in sweep_budgets]
+    for b in budgets:
+        if not (math.isfinite(b) and grid[0] <= b <= K):
+            raise EvalError(f"sweep_budgets: expected mean token counts in [{int(grid[0])}, {K}], got {b}")
+    sweep_keep: dict[str, list[np.ndarray]] = {name: [] for name in (*allocators, "oracle")}
+    for b in budgets:
+        for name in allocators:
+            sweep_keep[name].append(grid[allocate(name, head_quality, grid, b).choice])
+        result, fell_back = _oracle(true_quality, grid, b, oracle)
+        fallbacks += int(fell_back)
+        sweep_keep["oracle"].append(grid[result.choice])
+    t0 = lap("allocate", t0)
+    say(f"allocated: {len(allocators)} allocators + oracle at the budget and at {len(budgets)} sweep budgets")
+
+    # ---- metrics (LPIPS for every pair any allocation uses, in one pass)
+    if lpips:
+        every = [*keeps.values(), *at_alloc.values(), grid[oracle_alloc.choice]]
+        every += [k for ks in sweep_keep.values() for k in ks]
+        cache.ensure(np.tile(np.arange(N), len(every)), np.concatenate(every), lpips=True)
+
+    def record(keep: np.ndarray) -> dict:
+        m = cache.gather(keep, lpips)
+        acc = prior_accuracy(correct, torch.as_tensor(keep, device=correct.device)).double().cpu().numpy()
+        tok = keep.astype(np.float64)
+        return {
+            "tokens_mean": float(tok.mean()),
+            "tokens_std": float(tok.std()),
+            "tokens_min": int(keep.min()),
+            "tokens_max": int(keep.max()),
+            "mse": _mean(m["mse"]),
+            "psnr": _mean(m["psnr"]),
+            "ssim": _mean(m["ssim"]),
+            "lpips": _mean(m["lpips"]),
+            "prior_top5": _mean(acc),
+            "spearman_sc": spearman(tok, sc),
+            "spearman_tc": spearman(tok, tc),
+        }
+
+    oracle_keep = grid[oracle_alloc.choice]
+    at_budget = {
+        "policy": {mode: record(keeps[f"policy/{mode}"]) for mode in modes},
+        "allocators": {name: record(at_alloc[name]) for name in allocators},
+        "oracle": record(oracle_keep),
+    }
+    sweep = {
+        "budgets": budgets,
+        "allocators": {
+            name: [{"budget": b, **record(k)} for b, k in zip(budgets, sweep_keep[name], strict=True)]
+            for name in allocators
+        },
+        "oracle": [{"budget": b, **record(k)} for b, k in zip(budgets, sweep_keep["oracle"], strict=True)],
+    }
+    lap("metrics", t0)
+    say(f"metrics of {int(cache._done.sum())} (clip, k) pairs ({cache.decodes} decodes)")
+
+    per_clip_tokens = {**keeps, **{f"allocators/{n}": k for n, k in at_alloc.items()}, "oracle": oracle_keep}
+    setup = {
+        "head": None,
+        "tokenizer": str(getattr(tokenizer, "fingerprint", "")),
+        "data": None,
+        "split": None,
+        "seed": int(seed),
+        "videos": int(videos_or_clips.shape[0]) if videos_or_clips.ndim == 6 else None,
+        "clips_per_video": int(videos_or_clips.shape[1]) if videos_or_clips.ndim == 6 else None,
+        "clips": N,
+        "num_latents": K,
+        "clip_shape": [int(v) for v in tokenizer.clip_shape],
+        "k_grid": grid.tolist(),
+        "budget": budget,
+        "budget_source": budget_source,
+        "allocator": allocator,
+        "allocators": list(allocators),
+        "modes": list(modes),
+        "oracle": {"solver": oracle, "metric": oracle_metric, "ilp_fallbacks": fallbacks},
+        "lpips": bool(lpips),
+    }
+    for key, value in (info or {}).items():
+        if key not in setup:
+            raise ValueError(f"info: unknown setup key {key!r}; expected some of {sorted(setup)}")
+        setup[key] = value
+    timing["total"] = round(time.perf_counter() - started, 3)
+    report = {
+        "schema": SCHEMA,
+        "setup": setup,
+        "at_budget": at_budget,
+        "sweep": sweep,
+        "per_clip": {
+            "sc": sc.tolist(),
+            "tc": tc.tolist(),
+            "tokens": {name: k.astype(int).tolist() for name, k in per_clip_tokens.items()},
+        },
+        "plots": {},
+        "timing_s": {k: timing.get(k, 0.0) for k in TIMING_KEYS},
+    }
+    return _nan_to_none(report)
+
+
+# ================================================================================================ plots
+_STYLE = {
+    "fixed": ("tab:gray", "s"),
+    "bithr": ("tab:blue", "^"),
+    "bidelta": ("tab:green", "v"),
+    "ilp": ("tab:purple", "D"),
+    "fast": ("tab:orange", "o"),
+}
+_POLICY_STYLE = {"argmax": ("tab:red", "*"), "pre_argmax": ("magenta", "P"), "sample": ("salmon", "X")}
+
+
+def _alloc_label(name: str) -> str:
+    return name if name == "fixed" else f"{name} (head scorer)"
+
+
+def _title(report: dict) -> str:
+    s = report["setup"]
+    return f"{s['data'] or 'clips'}: {s['clips']} clips, K={s['num_latents']}, head {s['head'] or '?'}"
+
+
+def _series(report: dict) -> list[tuple[str, str, str, dict]]:
+    """The at-budget allocations the per-clip plots show: (per_clip key, label, colour, record)."""
+    at, alloc = report["at_budget"], report["setup"]["allocator"]
+    out = [
+        (f"policy/{m}", f"head {m}", _POLICY_STYLE.get(m, ("tab:red",))[0], at["policy"][m])
+        for m in ("argmax", "pre_argmax")
+        if m in at["policy"]
+    ]
+    out.append(
+        (f"allocators/{alloc}", _alloc_label(alloc), _STYLE.get(alloc, ("tab:brown",))[0], at["allocators"][alloc])
+    )
+    out.append(("oracle", "oracle", "black", at["oracle"]))
+    return out
+
+
+def _rd_plot(report: dict, metric: str, label: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=120)
+    sweep, at, setup = report["sweep"], report["at_budget"], report["setup"]
+    if metric == "lpips" and not setup["lpips"]:
+        ax.text(0.5, 0.5, "LPIPS not computed (--no-lpips)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        for name, points in sweep["allocators"].items():
+            color, marker = _STYLE.get(name, ("tab:brown", "o"))
+            xs, ys = [p["tokens_mean"] for p in points], [p[metric] for p in points]
+            ax.plot(xs, ys, marker=marker, color=color, lw=1.4, ms=5, alpha=0.9, label=_alloc_label(name))
+        xs, ys = [p["tokens_mean"] for p in sweep["oracle"]], [p[metric] for p in sweep["oracle"]]
+        oracle_label = f"oracle frontier (exact, true {setup['oracle']['metric'].upper()})"
+        ax.plot(xs, ys, color="black", lw=2.2, ls="--", marker=".", label=oracle_label)
+        for mode, rec in at["policy"].items():
+            color, marker = _POLICY_STYLE.get(mode, ("tab:red", "*"))
+            ax.scatter(
+                [rec["tokens_mean"]],
+                [rec[metric]],
+                s=220,
+                marker=marker,
+                color=color,
+                edgecolor="black",
+                zorder=5,
+                label=f"head {mode} ({rec['tokens_mean']:.1f} tokens)",
+            )
+        ax.axvline(setup["budget"], color="0.5", lw=0.9, ls=":", zorder=0, label=f"budget {setup['budget']:.1f}")
+        ax.set_xlabel("mean tokens per clip")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right" if metric == "lpips" else "lower right")
+    ax.set_title(f"rate–distortion ({label.split(' ')[0]}) — {_title(report)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _complexity_plot(report: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    pc = report["per_clip"]
+    series = [s for s in _series(report) if s[0] != "policy/pre_argmax"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3), dpi=120, sharey=True)
+    panels = (("sc", "spatial complexity SC (bits)"), ("tc", "temporal complexity TC (grey levels)"))
+    for ax, (key, xlabel) in zip(axes, panels, strict=True):
+        for name, label, color, rec in series:
+            rho = rec[f"spearman_{key}"]
+            ax.scatter(
+                pc[key],
+                pc["tokens"][name],
+                s=14,
+                alpha=0.6,
+                color=color,
+                marker="x" if name == "oracle" else "o",
+                label=f"{label} (ρ = {'n/a' if rho is None else format(rho, '+.2f')})",
+            )
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("tokens kept")
+    fig.suptitle(f"tokens vs complexity at budget {report['setup']['budget']:.1f} — {_title(report)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _hist_plot(report: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    K = report["setup"]["num_latents"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.3), dpi=120)
+    bins = np.linspace(0.5, K + 0.5, min(K, 64) + 1)
+    for name, label, color, _ in _series(report):
+        v = np.asarray(report["per_clip"]["tokens"][name])
+        ax.hist(
+            v,
+            bins=bins,
+            histtype="step",
+            lw=1.8,
+            color=color,
+            ls="--" if name == "oracle" else "-",
+            label=f"{label} (mean {v.mean():.1f})",
+        )
+    ax.set_xlabel("tokens kept per clip")
+    ax.set_ylabel("clips")
+    ax.set_xlim(0, K + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"token histogram at budget {report['setup']['budget']:.1f} — {_title(report)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_plots(report: dict, out: str | os.PathLike) -> dict[str, str]:
+    """Write ``rd_psnr.png``, ``rd_lpips.png``, ``tokens_vs_complexity.png``, ``token_hist.png`` into ``out``
+    (matplotlib Agg) and record their paths in ``report["plots"]``; returns that mapping."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / f"{name}.png" for name in PLOTS}
+    _rd_plot(report, "psnr", "PSNR (dB) ↑", paths["rd_psnr"])
+    _rd_plot(report, "lpips", "LPIPS ↓", paths["rd_lpips"])
+    _complexity_plot(report, paths["tokens_vs_complexity"])
+    _hist_plot(report, paths["token_hist"])
+    report["plots"] = {name: str(p) for name, p in paths.items()}
+    return report["plots"]
+
+
+# ================================================================================================ table
+def _f(v, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def format_table(report: dict) -> str:
+    """A readable (markdown) table of the records at the budget, plus the head's margins."""
+    s, at = report["setup"], report["at_budget"]
+    rows = [(f"head {m}", r) for m, r in at["policy"].items()]
+    rows += [(_alloc_label(n) + (" *" if n == s["allocator"] else ""), r) for n, r in at["allocators"].items()]
+    rows.append((f"oracle ({s['oracle']['solver']}, true {s['oracle']['metric']})", at["oracle"]))
+    held_out = f"{s['split']} split, seed {s['seed']}" if s["split"] else f"seed {s['seed']}"
+    lines = [
+        f"eval  head={s['head']}  data={s['data']} ({held_out})  clips={s['clips']}  K={s['num_latents']}  "
+        f"grid={len(s['k_grid'])} points",
+        f"budget {s['budget']:.2f} mean tokens/clip ({s['budget_source'].replace('_', ' ')})",
+        "",
+        "| allocation | tokens mean ± std | PSNR dB | SSIM | LPIPS | MSE | prior top-5 | ρ(tok,SC) | ρ(tok,TC) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"| {name} | {r['tokens_mean']:.2f} ± {r['tokens_std']:.2f} | {_f(r['psnr'], '.3f')} | "
+            f"{_f(r['ssim'], '.4f')} | {_f(r['lpips'], '.4f')} | {_f(r['mse'], '.3e')} | "
+            f"{_f(r['prior_top5'], '.3f')} | {_f(r['spearman_sc'], '+.3f')} | {_f(r['spearman_tc'], '+.3f')} |"
+        )
+    if "argmax" in at["policy"]:
+        h = at["policy"]["argmax"]
+        parts = []
+        for name, r in [*at["allocators"].items(), ("oracle", at["oracle"])]:
+            d = None if h["psnr"] is None or r["psnr"] is None else h["psnr"] - r["psnr"]
+            parts.append(f"{name} {_f(d, '+.3f')} dB")
+        lines += ["", "head argmax PSNR minus: " + ", ".join(parts)]
+    if report.get("plots"):
+        lines += ["", "plots: " + ", ".join(report["plots"].values())]
+    return "\n".join(lines)
+
+
+# ================================================================================================ loading heads
+def _check_head_fits(head: TaildropHead, tokenizer: FrozenTokenizer, what: str) -> TaildropHead:
+    if (head.config.num_latents, head.config.latent_dim) != (tokenizer.num_latents, tokenizer.latent_dim):
+        raise EvalError(
+            f"--head: {what} reads latents [K, D] = [{head.config.num_latents}, {head.config.latent_dim}], but the "
+            f"tokenizer gives [{tokenizer.num_latents}, {tokenizer.latent_dim}]; expected a head for this tokenizer"
+        )
+    return head
+
+
+def _load_run_head(folder: Path, tokenizer: FrozenTokenizer, force: bool) -> TaildropHead:
+    """A GRPO run folder: ``head.safetensors`` (state dict) + ``head_config.json`` ({"head": HeadConfig, ...})."""
+    from safetensors.torch import load_file
+
+    try:
+        info = json.loads((folder / "head_config.json").read_text())
+        config = HeadConfig(**info["head"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise EvalError(
+            f"--head: {folder / 'head_config.json'} is not a readable head config ({type(err).__name__}: {err}); "
+            "expected the JSON a GRPO run writes ({'head': HeadConfig fields, ...})"
+        ) from None
+    recorded = info.get("tokenizer_fingerprint")
+    fingerprint = str(getattr(tokenizer, "fingerprint", ""))
+    if recorded and recorded != fingerprint and not force:
+        raise EvalError(
+            f"--head: {folder} was trained on tokenizer {str(recorded)[:12]}…, not on this one ({fingerprint[:12]}…); "
+            "expected the matching --tokenizer (or pass --force)"
+        )
+    head = TaildropHead(config)
+    try:
+        head.load_state_dict(load_file(str(folder / "head.safetensors"), device="cpu"), strict=True)
+    except (RuntimeError, OSError) as err:
+        raise EvalError(f"--head: cannot load {folder / 'head.safetensors'} into a TaildropHead ({err})") from None
+    return _check_head_fits(head, tokenizer, str(folder))
+
+
+def load_head_spec(spec: str, tokenizer: FrozenTokenizer, *, force: bool = False) -> TaildropHead:
+    """``"pretrained"``: the tokenizer's own ``.head``; ``"default"``: the GRPO-tuned head shipped in
+    ``vaportok_rl/assets/head_default/``; a path: an exported head folder (model.safetensors + config.json, via
+    :func:`vaportok_rl.export.load_head`) or a GRPO run folder (head.safetensors + head_config.json). Pickle-free.
+    Raises :class:`EvalError` naming ``--head``."""
+    if spec == "pretrained":
+        head = getattr(tokenizer, "head", None)
+        if not isinstance(head, TaildropHead):
+            raise EvalError(
+                f"--head: 'pretrained' needs a tokenizer with a pretrained TaildropHead as .head; this "
+                f"{type(tokenizer).__name__} has none. Expected 'default' or a head folder"
+            )
+        return _check_head_fits(head, tokenizer, "the pretrained head")
+    if spec == "default":
+        path = DEFAULT_HEAD_DIR
+        if not (path / "model.safetensors").is_file():
+            raise EvalError(
+                f"--head: 'default' is the GRPO-tuned head shipped at {path}, which is missing from this install. "
+                "Train one (vaportok-rl train recipes/grpo_default.yaml) and export it (vaportok-rl export RUN "
+                f"--out {path}), pass a run or export folder, or use --head pretrained"
+            )
+    else:
+        path = Path(spec)
+        if path.is_file() and path.name in ("head.safetensors", "model.safetensors"):
+            path = path.parent
+        if not path.is_dir():
+            raise EvalError(
+                f"--head: {spec!r} is not 'default', 'pretrained' or an existing folder; expected an exported head "
+                "folder (model.safetensors + config.json) or a GRPO run folder (head.safetensors + head_config.json)"
+            )
+    if (path / "model.safetensors").is_file():
+        try:
+            from vaportok_rl.export import load_head
+        except ImportError as err:  # pragma: no cover - export ships with the package
+            raise EvalError(
+                f"--head: {path} is an exported head, but vaportok_rl.export is unavailable ({err})"
+            ) from None
+
+        try:
+            head = load_head(path, tokenizer=tokenizer, force=force)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise EvalError(f"--head: cannot load the exported head {path}: {err}") from None
+        return _check_head_fits(head, tokenizer, str(path))
+    if (path / "head.safetensors").is_file():
+        return _load_run_head(path, tokenizer, force)
+    raise EvalError(
+        f"--head: {str(path)!r} holds neither model.safetensors + config.json (an exported head) nor "
+        "head.safetensors + head_config.json (a GRPO run folder)"
+    )
+
+
+# ================================================================================================ CLI
+def _positive_int(option: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option}: expected a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--budget: expected a positive mean token count per clip, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vaportok-rl eval",
+        description="Evaluate a taildrop head against AdapTok's budgeted allocators and the oracle frontier "
+        "(docs/eval.md).",
+    )
+    p.add_argument(
+        "--head",
+        required=True,
+        help="'default' (the packaged GRPO-tuned head), 'pretrained' (the tokenizer's own head), an "
+        "exported head folder or a GRPO run folder",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="'synthetic', 'textures' (held-out test images) or a folder of .mp4/.avi/.webm files",
+    )
+    p.add_argument(
+        "--allocator",
+        required=True,
+        choices=sorted(ALLOCATORS),
+        help="headline allocator on the head's scores (fixed/bithr/bidelta/ilp are always compared too)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        help="mean tokens per clip (default: the head's own argmax mean token count)",
+    )
+    p.add_argument(
+        "--videos",
+        type=_positive_int("--videos"),
+        default=32,
+        help="videos to evaluate (default 32; a folder gives at most the files it holds)",
+    )
+    p.add_argument(
+        "--clips-per-video", type=_positive_int("--clips-per-video"), default=4, help="clips per video (default 4)"
+    )
+    p.add_argument("--tokenizer", default="default", help="'default' or a tokenizer .safetensors / run folder")
+    p.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
+    p.add_argument("--out", default=None, help="folder for eval.json and the PNG plots (default runs/eval/<data>)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest metric on CPU)")
+    p.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"held-out data seed (default {HELDOUT_SEED})")
+    p.add_argument(
+        "--oracle",
+        default="fast",
+        choices=ORACLES,
+        help="oracle solver on the true distortion (fast: ILP fallback if not certified)",
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--force", action="store_true", help="load a head recorded for another tokenizer")
+    return p
+
+
+def _data_name(data: str) -> str:
+    return data if data in ("synthetic", "textures") else (Path(data).resolve().name or "folder")
+
+
+def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
+    from vaportok_rl.data import load_videos
+    from vaportok_rl.data.video_folder import VideoFolder
+
+    C, T, H, W = tokenizer.clip_shape
+    if H != W or C != 3:
+        raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
+    videos, split = args.videos, "test" if args.data == "textures" else "all"
+    if args.data not in ("synthetic", "textures"):
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise EvalError(f"--data: {args.data!r} is not 'synthetic', 'textures' or an existing folder of videos")
+        try:
+            available = len(VideoFolder(folder, clips_per_video=args.clips_per_video, frames=T, size=H))
+        except ValueError as err:
+            raise EvalError(f"--data: {err}") from None
+        videos, split = min(videos, available), None
+    try:
+        data = load_videos(
+            args.data, videos, args.clips_per_video, seed=args.seed, frames=T, size=H, split=split or "all"
+        )
+    except ValueError as err:
+        raise EvalError(f"--data: {err}") from None
+    return data, {"data": args.data, "split": split, "videos": videos}
+
+
+def cli(argv: list[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed the message naming the option
+        return int(exit_.code or 0)
+    say = (lambda msg: print(f"eval: {msg}", file=sys.stderr)) if not args.json else (lambda msg: None)
+    try:
+        from vaportok_rl.tokenizer.default import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(args.tokenizer)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise EvalError(f"--tokenizer: cannot load {args.tokenizer!r}: {err}") from None
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        head = load_head_spec(args.head, tokenizer, force=args.force)
+        if isinstance(tokenizer, torch.nn.Module):
+            tokenizer.to(device)
+        head.to(device)
+        if args.budget is not None and not 1 <= args.budget <= tokenizer.num_latents:
+            raise EvalError(
+                f"--budget: expected a mean token count in [1, {tokenizer.num_latents}] (K of this tokenizer), "
+                f"got {args.budget:g}"
+            )
+        videos, info = _load_data(args, tokenizer)
+        say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
+        info["head"] = args.head
+        report = evaluate(
+            tokenizer,
+            head,
+            videos.to(device),
+            allocator=args.allocator,
+            budget=args.budget,
+            lpips=not args.no_lpips,
+            seed=args.seed,
+            oracle=args.oracle,
+            info=info,
+            log=say,
+        )
+    except EvalError as err:
+        print(f"vaportok-rl eval: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
+    write_plots(report, out)
+    (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    if args.json:
+        print(json.dumps(report, indent=1, allow_nan=False))
+    else:
+        print(format_table(report))
+        print(f"report: {out / 'eval.json'}")
+    return 0
