@@ -373,7 +373,7 @@ def save_pretrained(
             "reward_weights": {label: spec.get("weight", 1.0) for label, spec in rewards.items()},
             "rewards": rewards,
             "training": training or {},
-            "eval": eval_results,
+            "eval": _eval_for_config(eval_results),
             "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
             "files": [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([TORCHSCRIPT_FILE] if traced is not None else []),
         }
@@ -430,6 +430,25 @@ def _flat_numbers(data: Any, prefix: str = "") -> dict[str, float]:
     elif isinstance(data, int | float) and not isinstance(data, bool) and data is not None:
         out[prefix] = data
     return out
+
+
+def _eval_report_table(report: dict) -> str | None:
+    """The Markdown table of a ``vaportok-rl eval`` report (its eval.json), or None for any other JSON."""
+    if not str(report.get("schema", "")).startswith("vaportok-eval/"):
+        return None
+    try:
+        from vaportok_rl.evaluation import format_table
+
+        return format_table(report)
+    except Exception:  # another schema version, or a report without the at-budget section: fall back to numbers
+        return None
+
+
+def _eval_for_config(report: dict | None) -> dict | None:
+    """What config.json keeps of ``--eval-json``: a ``vaportok-rl eval`` report without its bulky per-budget sweep."""
+    if not report or not str(report.get("schema", "")).startswith("vaportok-eval/"):
+        return report
+    return {k: report[k] for k in ("schema", "setup", "at_budget") if k in report}
 
 
 def model_card(config: dict, name: str = "taildrop-head") -> str:
@@ -544,12 +563,17 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
             change = _fmt(final[k] - a) if isinstance(a, int | float) and isinstance(final[k], int | float) else ""
             lines.append(f"| {k} | {_fmt(a) if a is not None else ''} | {_fmt(final[k])} | {change} |")
         lines.append("")
-    extra = _flat_numbers(config.get("eval") or {})
-    if extra:
+    report = config.get("eval") or {}
+    table = _eval_report_table(report)
+    extra = {} if table else _flat_numbers(report)
+    if table:
+        lines += ["Against budgeted allocators and the oracle (`vaportok-rl eval`, passed with `--eval-json`):", "",
+                  table, ""]
+    elif extra:
         lines += ["Additional evaluation (`--eval-json`):", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in extra.items()]
         lines.append("")
-    if not final and not extra:
+    if not final and not extra and not table:
         lines += ["No held-out evaluation was recorded for this run (set `eval.num_videos` > 0 when training, or "
                   "pass `--eval-json` to `vaportok-rl export`).", ""]
     lines += [
@@ -654,8 +678,9 @@ def cli(argv: list[str] | None = None) -> int:
                              f"(max abs diff <= {TORCHSCRIPT_TOLERANCE:g}) before it is written")
     parser.add_argument("--force", action="store_true", help="replace an existing export folder at --out")
     parser.add_argument("--eval-json", metavar="FILE",
-                        help="a JSON file of evaluation numbers (e.g. saved from `vaportok-rl eval`) to include in "
-                             "config.json and the model card")
+                        help="evaluation numbers to include in config.json and the model card: the eval.json "
+                             "that `vaportok-rl eval --head OUT` writes (its table goes into the card), or any JSON "
+                             "object of metrics")
     args = parser.parse_args(argv)
     try:
         eval_results = None

@@ -482,9 +482,38 @@ class RunLog:
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
+    def images(self, step: int, paths: dict[str, Path]) -> None:
+        """Log PNG files as wandb images (added for issue 6; the JSONL file has no images)."""
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({key: wandb.Image(str(path)) for key, path in paths.items()}, step=step)
+
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _eval_plot(
+    evaluator: HeldOutEval, policy: TaildropPolicy, ref_policy: TaildropPolicy, output_dir: Path, step: int
+) -> Path:
+    """Added for issue 6 (wandb images): kept tokens of the argmax head vs the held-out clips' SC / TC, next to
+    the starting head's, written to output_dir/plots/eval-NNNNNN.png."""
+    from vaportok_rl.complexity import complexity
+    from vaportok_rl.plots import tokens_vs_complexity
+
+    with torch.no_grad():
+        keep = policy.argmax_keep(evaluator.encoded.latents).cpu().numpy()  # [N]
+        start = ref_policy.argmax_keep(evaluator.encoded.latents).cpu().numpy()  # [N]
+    videos = evaluator.videos.cpu()  # [B, L, C, T, H, W]
+    if videos.shape[3] >= 2:
+        sc, tc = (x.flatten().numpy() for x in complexity(videos))
+    else:  # one-frame clips have no temporal complexity
+        sc, tc = complexity(videos.repeat_interleave(2, dim=3))[0].flatten().numpy(), np.zeros(len(keep))
+    path = output_dir / "plots" / f"eval-{step:06d}.png"
+    title = f"held-out clips, step {step}"
+    tokens_vs_complexity(keep, sc, tc, policy.num_latents, path, title=title, compare={"start": start})
+    return path
 
 
 def save_head(head: TaildropHead, output_dir: str | Path, **provenance: Any) -> Path:
@@ -593,6 +622,9 @@ def run_training(
             metrics = evaluator(policy, ref_policy)
             history.append({"step": step, **metrics})
             log.write(step, metrics)
+            if log.wandb is not None:  # added for the wandb item of issue 6: the held-out eval plot as an image
+                plot = _eval_plot(evaluator, policy, ref_policy, output_dir, step)
+                log.images(step, {"eval/tokens_vs_complexity": plot})
 
     def checkpoint(step: int) -> None:
         if not main:

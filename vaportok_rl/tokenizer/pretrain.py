@@ -210,9 +210,8 @@ def fit_linear_path(model: Tokenizer, clips: torch.Tensor, coefs_per_token: int,
     return float(eigvals[:n].sum() / eigvals.sum())
 
 
-def complexity_stats(clips: torch.Tensor) -> dict[str, float]:
+def complexity_stats(sc: torch.Tensor, tc: torch.Tensor) -> dict[str, float]:
     """5th/95th percentiles of SC and TC over the pool: they map a clip's complexity into [0, 1]."""
-    sc, tc = cx.complexity(clips)
     q = torch.tensor([0.05, 0.95])
     sc_lo, sc_hi = torch.quantile(sc, q).tolist()
     tc_lo, tc_hi = torch.quantile(tc, q).tolist()
@@ -270,8 +269,8 @@ class Pretrainer:
         m = config.model
         self.evalset = heldout_clips(config.log.eval_clips, m.frames, m.size) if evalset is None else evalset
         self.step = 0
-        self.stats = complexity_stats(self.pool)
-        self.sc, self.tc = cx.complexity(self.pool)
+        self.sc, self.tc = cx.complexity(self.pool)  # [pool]
+        self.stats = complexity_stats(self.sc, self.tc)
         self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
         o = config.optim
         self.pca_variance = fit_linear_path(self.model, self.pool[:2048], o.init_coefs_per_token, o.init_scale)

@@ -1,0 +1,797 @@
+"""``vaportok-rl sweep RECIPE [key=value ...] [--dry-run] [--output-dir DIR]``: many GRPO runs, one report.
+
+A sweep recipe names a base training recipe and the runs to make over it::
+
+    base: grpo_default.yaml                  # relative to the sweep file
+    overrides: [log.output_dir=runs/my_sweep, steps=40]   # every run (optional)
+    seeds: [0, 1, 2]                         # every run once per seed (optional)
+    runs:                                    # named override sets (optional when grid is given)
+      - {name: baseline}
+      - {name: recon_x4, overrides: [rewards.reconstruction.weight=4]}
+    grid:                                    # optional: cartesian product of key -> values
+      optim.lr: [1.0e-4, 3.0e-4]
+      grpo.beta: [0.0, 0.1]
+
+Run ``name`` with seed ``k`` trains base ⊕ overrides ⊕ command-line overrides ⊕ the run's overrides ⊕ the
+grid point ⊕ ``seed=k`` into ``<log.output_dir>/<name>[/seed<k>]``. With both ``runs`` and ``grid``, every run
+is crossed with every grid point (named ``<run>-<point>``); with ``grid`` alone the points are the runs, named
+after their values (``lr-0.0001_beta-0.0``). Every run's config is built and validated before the first one
+starts, so a typo in run 7 fails at once, naming the run and the key.
+
+Resumable: a run whose folder holds ``summary.json`` is finished and skipped; a run with a checkpoint resumes
+from it (``run_training(resume=True)``); anything else starts fresh. Killing a sweep therefore loses at most
+the steps of the run in flight since its last checkpoint: re-run the same command. The tokenizer is loaded
+once and shared by all runs.
+
+When the runs are done, the sweep evaluates every run's tuned head (argmax keep counts) on its held-out
+evaluation videos and writes, in the sweep folder:
+
+    results.csv   one row per run (columns: :data:`RESULT_COLUMNS`, plus w_/reward_ columns of extra rewards)
+    rewards.png   generation / reconstruction / efficiency / diversity reward over training, one line per run
+                  (VaporTok Fig. 3)
+    pareto.png    mean tokens vs PSNR (and vs prior top-5 accuracy), one labelled point per run
+    table.md      a Markdown table averaged over seeds (± std); when runs drop rewards (the leave-one-out
+                  ablation) it is the Table 1 analogue: missing reward, #tokens, PSNR, MSE, LPIPS, prior top-5
+    sweep.json    the resolved sweep: recipe, overrides, runs and their folders
+
+and prints the table. Each run folder also gets ``sweep_metrics.json`` (the held-out metrics of its head,
+recomputed only when the head changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaportok_rl.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
+from vaportok_rl.rewards import RewardError
+from vaportok_rl.train_config import DEFAULT_REWARDS, LogConfig, SweepConfig, TrainConfig
+from vaportok_rl.trainer import checkpoint_dirs, load_rewards, load_tokenizer_spec, run_training
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "Sweep",
+    "SweepError",
+    "SweepRun",
+    "cli",
+    "evaluate_run",
+    "format_table",
+    "load_results",
+    "load_sweep",
+    "run_sweep",
+    "write_report",
+]
+
+RESULT_COLUMNS = (
+    "run",
+    "name",
+    "seed",
+    "steps",
+    *(f"w_{label}" for label in DEFAULT_REWARDS),
+    "tokens",
+    "tokens_std",
+    "psnr",
+    "mse",
+    "lpips",
+    "prior_top5",
+    "sampled_tokens",
+    "eval_reward",
+    *(f"reward_{label}" for label in DEFAULT_REWARDS),
+    "seconds",
+    "output_dir",
+)
+"""results.csv columns. ``w_<label>``: the reward's weight (0 when the run drops it). ``tokens`` (± ``tokens_std``
+over clips), ``psnr`` (mean of per-clip PSNR, dB), ``mse``, ``lpips`` (AlexNet) and ``prior_top5`` (the AR prior's
+top-5 accuracy on the kept tokens): the tuned head's argmax keep counts on the run's held-out videos after the
+last step. ``sampled_tokens``, ``eval_reward`` and ``reward_<label>`` (each reward's mean, empty when the run does
+not compute it): the run's own final held-out evaluation of G sampled paths per video (summary.json)."""
+
+SUMMARY = "summary.json"
+SWEEP_METRICS = "sweep_metrics.json"
+
+
+class SweepError(ValueError):
+    """A sweep recipe that cannot run (bad recipe, bad run config, stale run folder); the CLI exits with 2."""
+
+
+# =============================================================================================== the recipe
+
+
+@dataclass
+class SweepRun:
+    """One training run of a sweep."""
+
+    run_id: str
+    """``name`` or ``name/seed<k>``: also the run's folder under the sweep folder."""
+    name: str
+    """The run's name in the recipe (shared by its seeds)."""
+    config: TrainConfig
+    """The fully resolved, validated training config (log.output_dir = the run's folder)."""
+    overrides: list[str] = field(default_factory=list)
+    """The run's own overrides (its entry's and its grid point's), as written in the recipe."""
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.log.output_dir)
+
+    def status(self) -> str:
+        """One of "done" (summary.json present), "resume" (a checkpoint, no summary) or "new"."""
+        if (self.output_dir / SUMMARY).is_file():
+            return "done"
+        return "resume" if checkpoint_dirs(self.output_dir) else "new"
+
+    def resume_step(self) -> int | None:
+        found = checkpoint_dirs(self.output_dir)
+        return int(found[-1].name.split("-")[1]) if found else None
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep recipe: where it came from, its folder and its runs in order."""
+
+    recipe: Path
+    base: Path
+    root: Path
+    runs: list[SweepRun]
+    overrides: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+
+def _value_text(value: Any) -> str:
+    """A grid value as override text (JSON is valid YAML flow, so it parses back to the same value)."""
+    return json.dumps(value)
+
+
+def _grid_runs(grid: Any, where: Path) -> list[tuple[str, list[str]]]:
+    """``{key: [values]}`` -> [(point name, ["key=value", ...])] over the cartesian product, in order."""
+    if not isinstance(grid, dict) or not grid:
+        raise SweepError(f"{where}: grid: expected a mapping of config key -> list of values, got {grid!r}")
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key.strip() or "=" in key:
+            raise SweepError(f"{where}: grid: expected dotted config keys, got {key!r}")
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{where}: grid.{key}: expected a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    # the shortest dotted suffix that tells the keys apart: optim.lr -> lr; rewards.X.weight -> X.weight
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if sum(1 for other in keys if other == tail or other.endswith("." + tail)) == 1:
+                short[key] = tail
+                break
+        else:
+            short[key] = key
+    out = []
+    for point in itertools.product(*(grid[k] for k in keys)):
+        name = "_".join(f"{short[k]}-{_folder_safe(v)}" for k, v in zip(keys, point, strict=True))
+        out.append((name, [f"{k}={_value_text(v)}" for k, v in zip(keys, point, strict=True)]))
+    return out
+
+
+def _folder_safe(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "".join("-" if c in "/\\" or c.isspace() else c for c in text).strip(".") or "x"
+
+
+def load_sweep(
+    recipe: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    *,
+    output_dir: str | os.PathLike | None = None,
+) -> Sweep:
+    """Read a sweep recipe and build every run's :class:`TrainConfig` (all validated before returning).
+
+    ``overrides`` (e.g. from the command line) apply to every run after the recipe's shared overrides and before
+    the run's own. ``output_dir`` replaces the sweep folder (the shared ``log.output_dir``)."""
+    path = Path(recipe)
+    if not path.is_file():
+        raise SweepError(f"sweep recipe {path} not found")
+    try:
+        raw = load_yaml(path)
+    except (OSError, ValueError) as error:
+        raise SweepError(f"{path}: {error}") from error
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: expected a mapping with base, runs and optional overrides, seeds, grid")
+    grid = raw.pop("grid", None)
+    if grid is not None:
+        points = _grid_runs(grid, path)
+        named = raw.get("runs") or [{"name": None}]
+        if not isinstance(named, list) or not all(isinstance(r, dict) for r in named):
+            raise SweepError(f"{path}: runs: expected a list of {{name, overrides}} mappings")
+        raw["runs"] = [
+            {
+                "name": point if r.get("name") is None else f"{r['name']}-{point}",
+                "overrides": [*(r.get("overrides") or []), *extra],
+            }
+            for r in named
+            for point, extra in points
+        ]
+    try:
+        sweep = from_dict(SweepConfig, raw)
+    except ValueError as error:
+        raise SweepError(f"{path}: {error}") from error
+    base_path = Path(sweep.base)
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    if not base_path.is_file():
+        raise SweepError(f"{path}: base: training recipe {base_path} not found")
+    base = load_yaml(base_path)
+    try:
+        shared = merge(parse_overrides(sweep.overrides), parse_overrides(list(overrides)))
+    except ValueError as error:
+        raise SweepError(f"{path}: overrides: {error}") from error
+    if output_dir is not None:
+        shared = merge(shared, {"log": {"output_dir": str(output_dir)}})
+    common = merge(base, shared)
+    log = common.get("log") if isinstance(common.get("log"), dict) else {}
+    root = Path(log.get("output_dir") or LogConfig().output_dir)
+
+    runs = []
+    for spec in sweep.runs:
+        try:
+            own = parse_overrides(spec.overrides)
+        except ValueError as error:
+            raise SweepError(f"{path}: run {spec.name!r}: {error}") from error
+        for seed in sweep.seeds if sweep.seeds is not None else [None]:
+            run_id = spec.name if seed is None else f"{spec.name}/seed{seed}"
+            data = merge(common, own)
+            if seed is not None:
+                data["seed"] = seed
+            try:
+                config = from_dict(TrainConfig, data)
+            except ValueError as error:
+                raise SweepError(f"{path}: run {run_id!r}: {error}") from error
+            # the sweep owns the layout: every run writes to <sweep folder>/<run_id>, named after it in wandb
+            name = run_id.replace("/", "-")
+            data["log"] = {
+                **to_dict(config.log),
+                "output_dir": str(root / run_id),
+                "run_name": name if config.log.run_name is None else f"{config.log.run_name}-{name}",
+            }
+            runs.append(SweepRun(run_id, spec.name, from_dict(TrainConfig, data), list(spec.overrides)))
+    return Sweep(recipe=path, base=base_path, root=root, runs=runs, overrides=[*sweep.overrides, *overrides])
+
+
+def _config_changes(run: SweepRun) -> list[str]:
+    """Top-level config keys in which the run folder's config.yaml differs from the run's config now."""
+    saved_path = run.output_dir / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    try:
+        saved = to_dict(from_dict(TrainConfig, load_yaml(saved_path)))
+    except (OSError, ValueError):
+        return ["(unreadable config.yaml)"]
+    now = to_dict(run.config)
+    ignored = ("log",) if run.status() == "done" else ("log", "steps")  # a resumed run may change steps
+    return [k for k in sorted(set(saved) | set(now)) if k not in ignored and saved.get(k) != now.get(k)]
+
+
+def check_run_folders(sweep: Sweep) -> None:
+    """Refuse to mix: a run folder left by a *different* config (edited recipe or overrides) is an error."""
+    stale = [(run, changes) for run in sweep.runs if run.status() != "new" and (changes := _config_changes(run))]
+    if stale:
+        lines = [f"  {run.run_id} ({run.output_dir}): {', '.join(changes)}" for run, changes in stale]
+        raise SweepError(
+            "these run folders hold a run with a different config than the sweep now asks for:\n"
+            + "\n".join(lines)
+            + "\ndelete those folders, or pass --output-dir to start the sweep in a new folder"
+        )
+
+
+# =============================================================================================== held-out metrics
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tokenizer_device(tokenizer) -> Any:
+    import torch
+
+    params = getattr(tokenizer, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def _load_run_head(run_dir: Path):
+    from safetensors.torch import load_file
+
+    from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+
+    info = json.loads((run_dir / "head_config.json").read_text())
+    head = TaildropHead(from_dict(HeadConfig, info["head"]))
+    head.load_state_dict(load_file(run_dir / "head.safetensors"))
+    return head.eval().requires_grad_(False)
+
+
+def held_out_videos(config: TrainConfig, tokenizer):
+    """The run's held-out videos [B, L, C, T, H, W], exactly as the trainer's evaluation draws them (16 videos
+    when the run turned evaluation off)."""
+    from vaportok_rl.data import load_videos
+
+    e = config.eval
+    _, T, H, _ = tuple(tokenizer.clip_shape)
+    return load_videos(
+        e.source or config.data.source,
+        e.num_videos or 16,
+        e.clips_per_video or config.rollout.clips_per_video,
+        seed=e.seed,
+        frames=T,
+        size=H,
+        split=e.split,
+    )
+
+
+def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, videos=None) -> dict[str, float]:
+    """A head's argmax keep counts on the run's held-out videos: tokens (mean, std), PSNR, MSE, LPIPS, prior
+    top-5 accuracy on the kept tokens. ``videos`` [B, L, C, T, H, W] defaults to :func:`held_out_videos`."""
+    import torch
+    from einops import rearrange
+
+    from vaportok_rl.metrics import LPIPSMetric, psnr
+    from vaportok_rl.policy import TaildropPolicy
+    from vaportok_rl.rollout import encode_videos
+    from vaportok_rl.tokenizer.protocol import prior_accuracy
+
+    device = _tokenizer_device(tokenizer)
+    videos = (held_out_videos(config, tokenizer) if videos is None else videos).to(device)
+    chunk = config.rollout.decode_chunk
+    with torch.no_grad():
+        encoded = encode_videos(tokenizer, videos, config.rollout.encode_chunk)
+        keep = TaildropPolicy(head.to(device)).argmax_keep(encoded.latents)  # [N]
+        recon = torch.cat(
+            [tokenizer.decode(encoded.latents[i : i + chunk], keep[i : i + chunk]) for i in range(0, len(keep), chunk)]
+        )  # [N, C, T, H, W]
+        clips = rearrange(videos, "b l c t h w -> (b l) c t h w")
+        mse = (recon.float() - clips.float()).pow(2).flatten(1).mean(1)  # [N]
+        metric = lpips_metric if lpips_metric is not None else LPIPSMetric(device)
+        lpips = metric(recon.clamp(0, 1), clips)  # [N]
+        top5 = prior_accuracy(tokenizer.prior_correct(encoded, 5), keep)  # [N]
+    return {
+        "tokens": keep.float().mean().item(),
+        "tokens_std": keep.float().std().item() if len(keep) > 1 else 0.0,
+        "psnr": psnr(recon, clips).mean().item(),
+        "mse": mse.mean().item(),
+        "lpips": lpips.mean().item(),
+        "prior_top5": top5.mean().item(),
+        "num_clips": len(keep),
+    }
+
+
+def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None) -> dict[str, float]:
+    """:func:`evaluate_head` of a finished run's tuned head, cached in the run folder's sweep_metrics.json
+    (keyed by the head file's hash, so a re-trained run is re-evaluated)."""
+    cache = run.output_dir / SWEEP_METRICS
+    digest = _sha256(run.output_dir / "head.safetensors")
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("head_sha256") == digest and cached.get("tokenizer_fingerprint") == str(tokenizer.fingerprint):
+            return cached["metrics"]
+    metrics = evaluate_head(_load_run_head(run.output_dir), run.config, tokenizer, lpips_metric)
+    record = {"head_sha256": digest, "tokenizer_fingerprint": str(tokenizer.fingerprint), "metrics": metrics}
+    cache.write_text(json.dumps(record, indent=1))
+    return metrics
+
+
+# =============================================================================================== results and report
+
+
+def _weights(config: TrainConfig) -> dict[str, float]:
+    """{label: weight} of every reward the run knows of; dropped (null) rewards weigh 0."""
+    weights = {label: 0.0 for label in DEFAULT_REWARDS}
+    weights.update({label: spec.weight for label, spec in config.active_rewards().items()})
+    return weights
+
+
+def result_row(run: SweepRun, metrics: dict[str, float]) -> dict[str, Any]:
+    """One results.csv row of a finished run (see :data:`RESULT_COLUMNS`)."""
+    summary = json.loads((run.output_dir / SUMMARY).read_text())
+    final = summary.get("final_eval") or {}
+    row: dict[str, Any] = {"run": run.run_id, "name": run.name, "seed": run.seed, "steps": run.config.steps}
+    row.update({f"w_{label}": w for label, w in _weights(run.config).items()})
+    row.update({k: metrics[k] for k in ("tokens", "tokens_std", "psnr", "mse", "lpips", "prior_top5")})
+    row["sampled_tokens"] = final.get("eval/tokens/mean")
+    row["eval_reward"] = final.get("eval/reward")
+    labels = [*DEFAULT_REWARDS, *(lab for lab in run.config.active_rewards() if lab not in DEFAULT_REWARDS)]
+    row.update({f"reward_{label}": final.get(f"eval/rewards/{label}/mean") for label in labels})
+    row["seconds"] = summary.get("seconds")
+    row["output_dir"] = str(run.output_dir)
+    return row
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    extra = [k for row in rows for k in row if k not in RESULT_COLUMNS]
+    extra_w = list(dict.fromkeys(k for k in extra if k.startswith("w_")))
+    extra_r = list(dict.fromkeys(k for k in extra if k.startswith("reward_")))
+    cols = list(RESULT_COLUMNS)
+    cols[cols.index("tokens") : cols.index("tokens")] = extra_w
+    cols[cols.index("seconds") : cols.index("seconds")] = extra_r
+    return cols
+
+
+def write_results_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_columns(rows))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """results.csv (a file, or a sweep folder holding one) -> rows with numbers as floats (empty cells: None)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    out = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            parsed: dict[str, Any] = {}
+            for k, v in row.items():
+                if k in ("run", "name", "output_dir"):
+                    parsed[k] = v
+                elif v == "":
+                    parsed[k] = None
+                else:
+                    try:
+                        parsed[k] = float(v)
+                    except ValueError:
+                        parsed[k] = v
+            parsed["seed"] = int(parsed["seed"]) if parsed.get("seed") is not None else None
+            out.append(parsed)
+    return out
+
+
+def _missing(row: dict) -> list[str]:
+    return [label for label in DEFAULT_REWARDS if not row.get(f"w_{label}")]
+
+
+def _group(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["name"], []).append(row)
+    return groups
+
+
+def _stat(values: list, fmt: str, scale: float = 1.0) -> str:
+    xs = np.array([float(v) * scale for v in values if v is not None and math.isfinite(float(v))])
+    if not len(xs):
+        return "–"
+    if len(xs) == 1:
+        return format(xs[0], fmt)
+    return f"{format(xs.mean(), fmt)} ± {format(xs.std(ddof=1), fmt)}"
+
+
+TABLE_METRICS = (
+    ("#Tokens", "tokens", ".1f", 1.0),
+    ("PSNR (dB)", "psnr", ".2f", 1.0),
+    ("MSE", "mse", ".5f", 1.0),
+    ("LPIPS", "lpips", ".4f", 1.0),
+    ("Prior top-5 ACC (%)", "prior_top5", ".1f", 100.0),
+)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of the runs, averaged over seeds (± sample std when a run has several).
+
+    When some run drops one of the five rewards (weight 0 or null), the first column is the missing reward
+    (the leave-one-out Table 1 analogue, "none" for the full set); otherwise runs are listed by name with their
+    reward weights E:P:D:R:G (efficiency, penalty, diversity, reconstruction, generation)."""
+    groups = _group(rows)
+    leave_out = any(_missing(row) for row in rows)
+    labels = {name: ", ".join(_missing(group[0])) or "none (all five)" for name, group in groups.items()}
+    named = not leave_out or len(set(labels.values())) < len(labels)  # the missing reward alone is ambiguous
+    header = (["Run"] if named else []) + (["Missing reward"] if leave_out else [])
+    header += [] if leave_out and not named else ["Weights E:P:D:R:G"]
+    header += [title for title, *_ in TABLE_METRICS] + ["Seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for name, group in groups.items():
+        first = group[0]
+        cells = ([name] if named else []) + ([labels[name]] if leave_out else [])
+        if not leave_out or named:
+            cells.append(":".join(f"{float(first[f'w_{label}']):g}" for label in DEFAULT_REWARDS))
+        cells += [_stat([r.get(key) for r in group], fmt, scale) for _, key, fmt, scale in TABLE_METRICS]
+        cells.append(str(len(group)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _points(rows: list[dict]) -> list[dict]:
+    points = []
+    for name, group in _group(rows).items():
+        point: dict[str, Any] = {"label": name}
+        for key in ("tokens", "psnr", "prior_top5"):
+            xs = [float(r[key]) for r in group if r.get(key) is not None]
+            point[key] = float(np.mean(xs)) if xs else math.nan
+            point[f"{key}_std"] = float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+        points.append(point)
+    return points
+
+
+def write_report(
+    sweep: Sweep, rows: list[dict], *, reference: dict | None = None, title: str | None = None
+) -> dict[str, Path]:
+    """results.csv, rewards.png, pareto.png and table.md in the sweep folder, from the finished runs' rows."""
+    from vaportok_rl.plots import pareto, read_metrics, reward_curves
+
+    root = sweep.root
+    root.mkdir(parents=True, exist_ok=True)
+    title = title or f"sweep {sweep.name} ({sweep.recipe.name})"
+    out = {"results": write_results_csv(rows, root / "results.csv")}
+    done = {row["run"] for row in rows}
+    histories: dict[str, list[list[dict]]] = {}
+    for run in sweep.runs:
+        if run.run_id in done:
+            histories.setdefault(run.name, []).append(read_metrics(run.output_dir)[0])
+    out["rewards"] = root / "rewards.png"
+    reward_curves(histories, out["rewards"], title=title)
+    out["pareto"] = root / "pareto.png"
+    pareto(_points(rows), out["pareto"], reference=reference, title=title)
+    out["table"] = root / "table.md"
+    out["table"].write_text(format_table(rows))
+    return out
+
+
+# =============================================================================================== running
+
+
+@contextlib.contextmanager
+def _env(**values: str):
+    """Set environment variables that are not set yet, for the duration (e.g. the wandb group of the sweep)."""
+    added = [k for k in values if k not in os.environ]
+    for k in added:
+        os.environ[k] = values[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def describe_runs(sweep: Sweep) -> str:
+    """The dry-run listing: one line per run with its status and own overrides."""
+    rows = []
+    for i, run in enumerate(sweep.runs, 1):
+        status = run.status()
+        if status == "resume":
+            status = f"resume from step {run.resume_step()}/{run.config.steps}"
+        elif status == "done":
+            status = "done (skipped)"
+        rows.append([str(i), run.run_id, str(run.seed), status, " ".join(run.overrides) or "-"])
+    header = ["#", "RUN", "SEED", "STATUS", "OVERRIDES"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        f"sweep {sweep.recipe}: {len(sweep.runs)} run(s) over {sweep.base} -> {sweep.root}",
+        f"shared overrides: {' '.join(sweep.overrides) or '-'}",
+        "",
+    ]
+    for r in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return "\n".join(lines)
+
+
+def run_sweep(
+    recipe: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    *,
+    output_dir: str | os.PathLike | None = None,
+    tokenizer=None,
+    progress: bool = True,
+    keep_going: bool = False,
+    log=print,
+) -> dict[str, Any]:
+    """Run every unfinished run of a sweep recipe, then evaluate all runs and write the report.
+
+    ``tokenizer``: an already-built FrozenTokenizer for every run (default: each distinct ``tokenizer`` spec of
+    the runs is loaded once). ``keep_going``: a failing run is reported and the sweep goes on (default: the
+    exception propagates; finished runs stay finished, a re-run resumes). Returns {"sweep", "rows", "failed",
+    "trained", "skipped", "files", "table"}."""
+    sweep = load_sweep(recipe, overrides, output_dir=output_dir)
+    check_run_folders(sweep)
+    sweep.root.mkdir(parents=True, exist_ok=True)
+    (sweep.root / "sweep.json").write_text(
+        json.dumps(
+            {
+                "recipe": str(sweep.recipe),
+                "base": str(sweep.base),
+                "overrides": sweep.overrides,
+                "runs": [
+                    {
+                        "run": r.run_id,
+                        "name": r.name,
+                        "seed": r.seed,
+                        "overrides": r.overrides,
+                        "dir": str(r.output_dir),
+                    }
+                    for r in sweep.runs
+                ],
+            },
+            indent=1,
+        )
+    )
+    tokenizers: dict[str, Any] = {}
+
+    def tokenizer_for(run: SweepRun):
+        if tokenizer is not None:
+            return tokenizer
+        spec = run.config.tokenizer
+        if spec not in tokenizers:
+            tokenizers[spec] = load_tokenizer_spec(spec)
+        return tokenizers[spec]
+
+    # every reward plugin loads and passes its checks before the first run starts
+    seen = set()
+    for run in sweep.runs:
+        key = json.dumps([to_dict(run.config)["rewards"], run.config.plugin_paths], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            try:
+                load_rewards(run.config)
+            except (RewardError, ConfigError) as error:
+                raise SweepError(f"{sweep.recipe}: run {run.run_id!r}: {error}") from error
+
+    trained, skipped, failed = [], [], []
+    wandb_group = {"WANDB_RUN_GROUP": sweep.name} if any(r.config.log.report_to == "wandb" for r in sweep.runs) else {}
+    with _env(**wandb_group):
+        for i, run in enumerate(sweep.runs, 1):
+            status = run.status()
+            head = f"[{i}/{len(sweep.runs)}] {run.run_id}"
+            if status == "done":
+                log(f"{head}: finished earlier, skipped")
+                skipped.append(run.run_id)
+                continue
+            if status == "resume":
+                log(f"{head}: resuming from step {run.resume_step()}/{run.config.steps} in {run.output_dir}")
+            else:
+                log(f"{head}: training {run.config.steps} steps in {run.output_dir}")
+            t0 = time.perf_counter()
+            try:
+                run_training(run.config, tokenizer=tokenizer_for(run), resume=status == "resume", progress=progress)
+            except Exception as error:
+                if not keep_going:
+                    raise
+                log(f"{head}: FAILED: {type(error).__name__}: {error}")
+                traceback.print_exc()
+                failed.append(run.run_id)
+                continue
+            trained.append(run.run_id)
+            log(f"{head}: done in {time.perf_counter() - t0:.0f} s")
+
+    # ---- held-out metrics of every finished run's head, the report
+    finished = [run for run in sweep.runs if run.status() == "done"]
+    rows, reference, files, table = [], None, {}, ""
+    if finished:
+        lpips_metric = _LazyLPIPS()
+        rows = [result_row(run, evaluate_run(run, tokenizer_for(run), lpips_metric)) for run in finished]
+        reference = _reference_point(finished[0], tokenizer_for(finished[0]), lpips_metric)
+        files = write_report(sweep, rows, reference=reference)
+        table = files["table"].read_text()
+    return {
+        "sweep": sweep,
+        "rows": rows,
+        "failed": failed,
+        "trained": trained,
+        "skipped": skipped,
+        "files": files,
+        "table": table,
+    }
+
+
+class _LazyLPIPS:
+    """LPIPS(AlexNet), loaded on first use (not at all when every run's metrics are cached)."""
+
+    def __init__(self):
+        self._metric = None
+
+    def __call__(self, x, y):
+        if self._metric is None:
+            from vaportok_rl.metrics import LPIPSMetric
+
+            self._metric = LPIPSMetric(x.device)
+        return self._metric(x, y)
+
+
+def _reference_point(run: SweepRun, tokenizer, lpips_metric) -> dict | None:
+    """The starting head on the first run's held-out videos: the tokenizer's pretrained head when it has one
+    (all metrics), else the first run's step-0 evaluation (argmax tokens and PSNR)."""
+    import copy
+
+    from vaportok_rl.tokenizer.head import TaildropHead
+
+    pretrained = getattr(tokenizer, "head", None)
+    if isinstance(pretrained, TaildropHead):
+        return {"label": "start", **evaluate_head(copy.deepcopy(pretrained), run.config, tokenizer, lpips_metric)}
+    summary = json.loads((run.output_dir / SUMMARY).read_text())
+    first = summary.get("initial_eval") or {}
+    if first.get("step") != 0 or "eval/argmax_tokens/mean" not in first:
+        return None
+    return {
+        "label": "start",
+        "tokens": first["eval/argmax_tokens/mean"],
+        "psnr": first.get("eval/argmax_psnr", math.nan),
+        "prior_top5": math.nan,
+    }
+
+
+# =============================================================================================== CLI
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vaportok-rl sweep",
+        description="Run a sweep recipe: named override sets (and/or a grid) over a base training recipe, one "
+        "folder per run, resumable; then results.csv, rewards.png, pareto.png and table.md in the sweep folder.",
+        epilog="Overrides (key=value) apply to every run, e.g. steps=20 rollout.videos_per_step=4. "
+        "Re-running the same command skips finished runs and resumes a killed one from its checkpoint.",
+    )
+    parser.add_argument("recipe", help="sweep recipe YAML, e.g. recipes/sweep_recon_gen.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides for every run")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
+    parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
+    parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"overrides must look like key=value, got {bad}")
+    try:
+        if args.dry_run:
+            sweep = load_sweep(args.recipe, args.overrides, output_dir=args.output_dir)
+            print(describe_runs(sweep))
+            check_run_folders(sweep)
+            return 0
+        result = run_sweep(
+            args.recipe,
+            args.overrides,
+            output_dir=args.output_dir,
+            progress=not args.no_progress,
+            keep_going=args.keep_going,
+        )
+    except (SweepError, ConfigError) as error:
+        print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a run crashed: what is finished stays finished
+        traceback.print_exc()
+        print(
+            f"vaportok-rl sweep: a run failed ({type(error).__name__}: {error}). Finished runs are kept; re-run "
+            f"the same command to resume (--keep-going runs the others past a failing one).",
+            file=sys.stderr,
+        )
+        return 1
+    if result["table"]:
+        print()
+        print(result["table"])
+    for name, path in result["files"].items():
+        print(f"wrote {path}" + ("" if name != "results" else f" ({len(result['rows'])} runs)"))
+    if result["failed"]:
+        print(
+            f"vaportok-rl sweep: {len(result['failed'])} run(s) failed: {', '.join(result['failed'])}", file=sys.stderr
+        )
+        return 1
+    return 0
