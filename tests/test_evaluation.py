@@ -6,6 +6,7 @@ random-init built-in tokenizer (K = 12, 4 frames of 16x16) saved to a file for t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from vaportok_rl import evaluation as ev
 from vaportok_rl.allocators import allocate
@@ -213,7 +213,7 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "plots", "timing_s"}
     assert report["schema"] == "vaportok-eval/1"
     assert set(report["setup"]) == SETUP
-    assert set(report["setup"]["oracle"]) == {"solver", "metric", "ilp_fallbacks"}
+    assert set(report["setup"]["oracle"]) == {"solver", "metric", "ilp_fallbacks", "unproven"}
     s = report["setup"]
     assert (s["data"], s["split"], s["seed"], s["head"]) == ("synthetic", "all", 1_000_003, "pretrained")
     assert (s["clips"], s["num_latents"], s["k_grid"], s["budget_source"]) == (4, 12, list(range(1, 13)), "head_argmax")
@@ -280,29 +280,29 @@ def test_folder_of_mp4_files_evaluates_end_to_end(tiny_path, mp4_folder, tmp_pat
     assert np.ptp(report["per_clip"]["tc"]) > 0  # the three videos differ in motion
 
 
-def _write_run_head(folder: Path, head, fingerprint: str) -> None:
-    """The GRPO trainer's output format (head.safetensors + head_config.json), written by hand."""
-    import dataclasses
+def test_run_and_export_folders_load_and_check_the_tokenizer(tiny_path, tmp_path):
+    from vaportok_rl.export import save_pretrained
+    from vaportok_rl.trainer import save_head
 
-    folder.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, folder / "head.safetensors")
-    info = {"head": dataclasses.asdict(head.config), "tokenizer_fingerprint": fingerprint, "steps": 1}
-    (folder / "head_config.json").write_text(json.dumps(info))
-
-
-def test_run_folder_head_loads_and_checks_the_tokenizer(tiny_path, tmp_path):
     tok = load_tokenizer(tiny_path)
+    tuned = copy.deepcopy(tok.head)
     with torch.no_grad():
-        for p in tok.head.parameters():
+        for p in tuned.parameters():
             p.add_(0.01)
-    _write_run_head(tmp_path / "run", tok.head, tok.fingerprint)
-    head = ev.load_head_spec(str(tmp_path / "run"), load_tokenizer(tiny_path))
-    for a, b in zip(head.state_dict().values(), tok.head.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    assert ev.load_head_spec(str(tmp_path / "run" / "head.safetensors"), tok) is not None  # the file itself works
-    _write_run_head(tmp_path / "other", tok.head, "0" * 64)
-    with pytest.raises(ev.EvalError, match="--head.*trained on tokenizer"):
-        ev.load_head_spec(str(tmp_path / "other"), tok)
+    (tmp_path / "run").mkdir()
+    save_head(tuned, tmp_path / "run", tokenizer_fingerprint=tok.fingerprint, steps=1, config={})
+    save_pretrained(tuned, tmp_path / "export", tokenizer_fingerprint=tok.fingerprint)
+    for spec in ("run", "run/head.safetensors", "export"):
+        head = ev.load_head_spec(str(tmp_path / spec), tok)
+        for a, b in zip(head.state_dict().values(), tuned.state_dict().values(), strict=True):
+            assert torch.equal(a, b), spec
+
+    (tmp_path / "other").mkdir()
+    save_head(tuned, tmp_path / "other", tokenizer_fingerprint="0" * 64, steps=1, config={})
+    save_pretrained(tuned, tmp_path / "other_export", tokenizer_fingerprint="0" * 64)
+    for spec in ("other", "other_export"):
+        with pytest.raises(ev.EvalError, match="--head"):
+            ev.load_head_spec(str(tmp_path / spec), tok)
     assert ev.load_head_spec(str(tmp_path / "other"), tok, force=True) is not None
 
 

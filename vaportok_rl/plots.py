@@ -205,12 +205,13 @@ def tokens_vs_complexity(
     path: str | os.PathLike | None = None,
     *,
     title: str | None = None,
+    label: str = "head",
     compare: Mapping[str, Sequence[float] | np.ndarray] | None = None,
 ) -> Figure:
     """Kept tokens per clip [N] against the clip's spatial (SC, bits) and temporal (TC, grey levels) complexity,
-    and the histogram of kept tokens. ``keep`` is labelled "head"; ``compare`` adds more keep arrays of the same
+    and the histogram of kept tokens. ``keep`` is labelled ``label``; ``compare`` adds more keep arrays of the same
     clips under their own labels (e.g. {"start": keep of the starting head})."""
-    series = {"head": np.asarray(keep, dtype=float)}
+    series = {label: np.asarray(keep, dtype=float)}
     if compare:
         series = {**{k: np.asarray(v, dtype=float) for k, v in compare.items()}, **series}
     sc, tc = np.asarray(sc, dtype=float), np.asarray(tc, dtype=float)

@@ -69,9 +69,12 @@ __all__ = [
     "SweepError",
     "SweepRun",
     "cli",
+    "evaluate_head",
     "evaluate_run",
     "format_table",
+    "held_out_videos",
     "load_results",
+    "load_run_head",
     "load_sweep",
     "run_sweep",
     "write_report",
@@ -174,11 +177,12 @@ def _grid_runs(grid: Any, where: Path) -> list[tuple[str, list[str]]]:
         if not isinstance(values, list) or not values:
             raise SweepError(f"{where}: grid.{key}: expected a non-empty list of values, got {values!r}")
     keys = list(grid)
-    # the shortest dotted suffix that tells the keys apart: optim.lr -> lr; rewards.X.weight -> X.weight
+    # the shortest dotted suffix (2 parts for deeper keys) that tells them apart: optim.lr -> lr,
+    # rewards.X.weight -> X.weight
     short = {}
     for key in keys:
         parts = key.split(".")
-        for n in range(1, len(parts) + 1):
+        for n in range(min(2, len(parts) - 1) or 1, len(parts) + 1):  # keep 2 parts of deep keys
             tail = ".".join(parts[-n:])
             if sum(1 for other in keys if other == tail or other.endswith("." + tail)) == 1:
                 short[key] = tail
@@ -319,11 +323,13 @@ def _tokenizer_device(tokenizer) -> Any:
     return torch.device("cpu")
 
 
-def _load_run_head(run_dir: Path):
+def load_run_head(run_dir: str | os.PathLike):
+    """The tuned head of a run folder (head.safetensors + head_config.json), in eval mode without gradients."""
     from safetensors.torch import load_file
 
     from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 
+    run_dir = Path(run_dir)
     info = json.loads((run_dir / "head_config.json").read_text())
     head = TaildropHead(from_dict(HeadConfig, info["head"]))
     head.load_state_dict(load_file(run_dir / "head.safetensors"))
@@ -393,7 +399,7 @@ def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None) -> dict[str, float
         cached = json.loads(cache.read_text())
         if cached.get("head_sha256") == digest and cached.get("tokenizer_fingerprint") == str(tokenizer.fingerprint):
             return cached["metrics"]
-    metrics = evaluate_head(_load_run_head(run.output_dir), run.config, tokenizer, lpips_metric)
+    metrics = evaluate_head(load_run_head(run.output_dir), run.config, tokenizer, lpips_metric)
     record = {"head_sha256": digest, "tokenizer_fingerprint": str(tokenizer.fingerprint), "metrics": metrics}
     cache.write_text(json.dumps(record, indent=1))
     return metrics
@@ -756,7 +762,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
     parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come after the overrides
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         parser.error(f"overrides must look like key=value, got {bad}")

@@ -512,7 +512,7 @@ def _eval_plot(
         sc, tc = complexity(videos.repeat_interleave(2, dim=3))[0].flatten().numpy(), np.zeros(len(keep))
     path = output_dir / "plots" / f"eval-{step:06d}.png"
     title = f"held-out clips, step {step}"
-    tokens_vs_complexity(keep, sc, tc, policy.num_latents, path, title=title, compare={"start": start})
+    tokens_vs_complexity(keep, sc, tc, policy.num_latents, path, title=title, label="current", compare={"start": start})
     return path
 
 

@@ -274,8 +274,9 @@ class Pretrainer:
         self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
         o = config.optim
         self.pca_variance = fit_linear_path(self.model, self.pool[:2048], o.init_coefs_per_token, o.init_scale)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.optim.lr, betas=(0.9, 0.99), weight_decay=config.optim.weight_decay
+        self.optimizer = torch.optim.AdamW(  # fused: the foreach kernels cost ~7x more per step on this CPU
+            self.model.parameters(), lr=config.optim.lr, betas=(0.9, 0.99), weight_decay=config.optim.weight_decay,
+            fused=True,
         )
         K, V = m.num_latents, m.codebook_size
         self.code_last_used = torch.zeros(V, dtype=torch.long)
