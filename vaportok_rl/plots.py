@@ -170,8 +170,10 @@ def pareto(
                 capsize=3,
                 markersize=7,
             )
-            offset = (6, 5 + 9 * (i % 3))  # staggered, so labels of nearby points overlap less
-            ax.annotate(str(p["label"]), (xs[i], ys[i]), textcoords="offset points", xytext=offset, fontsize=8)
+            offset, align = ((6, 5), "left") if i % 3 == 0 else ((6, -11), "left") if i % 3 == 1 else ((-6, 5), "right")
+            ax.annotate(  # staggered, so labels of nearby points overlap less
+                str(p["label"]), (xs[i], ys[i]), textcoords="offset points", xytext=offset, ha=align, fontsize=8
+            )
         if key == "psnr":
             finite = [i for i in range(len(xs)) if math.isfinite(xs[i]) and math.isfinite(ys[i])]
             front = [finite[j] for j in pareto_front([xs[i] for i in finite], [ys[i] for i in finite])]
@@ -187,6 +189,7 @@ def pareto(
                 fontsize=8,
                 color="0.4",
             )
+        ax.margins(x=0.18, y=0.12)  # room for the labels inside the axes
         ax.set_xlabel("mean tokens per clip (held-out, argmax head)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
