@@ -124,14 +124,22 @@ def step_breakdown(tokenizer, steps: int) -> dict[str, float]:
             wall = time.perf_counter() - t0
         finally:
             trainer_module.starting_head = starting_head
-        rows = [line for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines() if '"step_time"' in line]
+        rows = [
+            line for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines() if '"step_time"' in line
+        ]
     import json
 
     step_time = sum(json.loads(r)["step_time"] for r in rows)
     assert original_head is tokenizer.head
     model = timed.seconds + clock.seconds
-    return {"steps": len(rows), "step_time_s": step_time, "tokenizer_s": timed.seconds, "head_s": clock.seconds,
-            "outside_share": max(0.0, 1 - model / step_time), "wall_s": wall}
+    return {
+        "steps": len(rows),
+        "step_time_s": step_time,
+        "tokenizer_s": timed.seconds,
+        "head_s": clock.seconds,
+        "outside_share": max(0.0, 1 - model / step_time),
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -149,12 +157,16 @@ def main() -> None:
     tokenizer = load_tokenizer(args.tokenizer)
 
     sequential, batched = decode_ratio(tokenizer, args.B, args.G, args.L, args.repeats)
-    print(f"decode {args.B}x{args.G}x{args.L} truncations: {args.G} sequential calls {sequential:.3f} s, "
-          f"one batched call {batched:.3f} s -> ratio {sequential / batched:.2f}x (goal >= 4x)")
+    print(
+        f"decode {args.B}x{args.G}x{args.L} truncations: {args.G} sequential calls {sequential:.3f} s, "
+        f"one batched call {batched:.3f} s -> ratio {sequential / batched:.2f}x (goal >= 4x)"
+    )
     b = step_breakdown(tokenizer, args.steps)
-    print(f"train step ({b['steps']} steps, recipes/grpo_default.yaml): {b['step_time_s'] / b['steps']:.2f} s/step; "
-          f"tokenizer passes {b['tokenizer_s']:.2f} s, head fwd+bwd {b['head_s']:.2f} s of {b['step_time_s']:.2f} s "
-          f"-> outside model forward/backward {b['outside_share']:.1%} (goal <= 10 %)")
+    print(
+        f"train step ({b['steps']} steps, recipes/grpo_default.yaml): {b['step_time_s'] / b['steps']:.2f} s/step; "
+        f"tokenizer passes {b['tokenizer_s']:.2f} s, head fwd+bwd {b['head_s']:.2f} s of {b['step_time_s']:.2f} s "
+        f"-> outside model forward/backward {b['outside_share']:.1%} (goal <= 10 %)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,17 +9,38 @@ from vaportok_rl.config import ConfigError, check_documented, load_config
 from vaportok_rl.tokenizer.pretrain import PretrainConfig, Pretrainer, run_pretrain
 
 TINY = [
-    "model.frames=8", "model.size=16", "model.num_latents=8", "model.width=32", "model.encoder_layers=1",
-    "model.decoder_layers=1", "model.heads=2", "model.codebook_size=16", "model.code_dim=4", "model.skip_rank=4",
-    "model.prior_layers=1", "model.prior_width=32", "model.head_width=16",
-    "data.synthetic_clips=48", "data.texture_clips=16", "optim.batch_size=4", "optim.steps=6",
-    "optim.quant_warmup_steps=2", "optim.quant_ramp_steps=2", "optim.lr_warmup_steps=1", "optim.dead_code_every=2",
-    "optim.threads=1", "log.eval_every=3", "log.eval_clips=4", "log.checkpoint_every=3",
+    "model.frames=8",
+    "model.size=16",
+    "model.num_latents=8",
+    "model.width=32",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.heads=2",
+    "model.codebook_size=16",
+    "model.code_dim=4",
+    "model.skip_rank=4",
+    "model.prior_layers=1",
+    "model.prior_width=32",
+    "model.head_width=16",
+    "data.synthetic_clips=48",
+    "data.texture_clips=16",
+    "optim.batch_size=4",
+    "optim.steps=6",
+    "optim.quant_warmup_steps=2",
+    "optim.quant_ramp_steps=2",
+    "optim.lr_warmup_steps=1",
+    "optim.dead_code_every=2",
+    "optim.threads=1",
+    "log.eval_every=3",
+    "log.eval_clips=4",
+    "log.checkpoint_every=3",
 ]
 
 
 def tiny_config(tmp_path, name, *extra):
-    return load_config(PretrainConfig, "recipes/pretrain_tiny.yaml", [*TINY, f"log.output_dir={tmp_path / name}", *extra])
+    return load_config(
+        PretrainConfig, "recipes/pretrain_tiny.yaml", [*TINY, f"log.output_dir={tmp_path / name}", *extra]
+    )
 
 
 def test_recipe_loads_and_every_field_is_documented():

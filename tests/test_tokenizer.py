@@ -7,8 +7,21 @@ from vaportok_rl.tokenizer import FrozenTokenizer, Tokenizer, TokenizerConfig, l
 from vaportok_rl.tokenizer.default import freeze
 from vaportok_rl.tokenizer.protocol import prior_accuracy
 
-TINY = dict(frames=8, size=16, num_latents=12, width=32, encoder_layers=1, decoder_layers=2, heads=2,
-            codebook_size=32, code_dim=4, skip_rank=8, prior_layers=1, prior_width=32, head_width=16)
+TINY = dict(
+    frames=8,
+    size=16,
+    num_latents=12,
+    width=32,
+    encoder_layers=1,
+    decoder_layers=2,
+    heads=2,
+    codebook_size=32,
+    code_dim=4,
+    skip_rank=8,
+    prior_layers=1,
+    prior_width=32,
+    head_width=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +108,8 @@ def test_save_load_roundtrip_and_fingerprint_check(tokenizer, clips, tmp_path):
     assert torch.equal(enc.codes, tokenizer.encode(clips).codes)
     assert not any(p.requires_grad for p in loaded.parameters())
     # a tampered file is caught
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from vaportok_rl.tokenizer.blocks import Block
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
-from vaportok_rl.tokenizer.protocol import Encoded, keep_mask
 from vaportok_rl.tokenizer.prior import ARPrior
+from vaportok_rl.tokenizer.protocol import Encoded, keep_mask
 
 
 @dataclass
@@ -52,9 +52,9 @@ class TokenizerConfig:
     """Attention heads per block."""
     codebook_size: int = 1024
     """V: number of codes."""
-    code_dim: int = 8
-    """Dimension of the factorised codebook (LARP uses 8)."""
-    vq_temperature: float = 0.03
+    code_dim: int = 3
+    """Dimension of the factorised codebook (LARP uses 8; 3 = two PCA coefficients + a constant at the start)."""
+    vq_temperature: float = 0.01
     """Softmax temperature over cosine similarities when sampling codes in training (eval takes the argmax)."""
     skip_rank: int = 32
     """Rank of the patch-PCA basis of the linear skip path (0 disables the skip path)."""

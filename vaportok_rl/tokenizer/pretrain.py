@@ -86,6 +86,8 @@ class PretrainOptimConfig:
     init_coefs_per_token: int = 2
     """Skip-path initialisation: token j starts out carrying clip-PCA coefficients 2j, 2j+1 (for 2), so the
     linear path begins as a quantized PCA in variance order (0 leaves the skip maps random)."""
+    skip_lr_scale: float = 0.02
+    """Learning-rate multiplier of the skip path's parameters (its closed-form start is already good)."""
     init_scale: float = 0.5
     """Skip-path initialisation: whitened PCA coefficients are scaled by this next to a constant component of
     1, so cosine code selection resolves their magnitude."""
@@ -274,8 +276,15 @@ class Pretrainer:
         self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
         o = config.optim
         self.pca_variance = fit_linear_path(self.model, self.pool[:2048], o.init_coefs_per_token, o.init_scale)
-        self.optimizer = torch.optim.AdamW(  # fused: the foreach kernels cost ~7x more per step on this CPU
-            self.model.parameters(), lr=config.optim.lr, betas=(0.9, 0.99), weight_decay=config.optim.weight_decay,
+        # The closed-form skip path moves slowly (Adam's ~lr-sized steps would wreck the PCA start in a few
+        # dozen steps); the transformers learn at the full rate. Fused: foreach AdamW costs ~7x more here.
+        skip = [p for n, p in self.model.named_parameters() if n.startswith("skip_")]
+        rest = [p for n, p in self.model.named_parameters() if not n.startswith("skip_")]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": rest, "lr_scale": 1.0}, {"params": skip, "lr_scale": o.skip_lr_scale}],
+            lr=o.lr,
+            betas=(0.9, 0.99),
+            weight_decay=o.weight_decay,
             fused=True,
         )
         K, V = m.num_latents, m.codebook_size
@@ -293,7 +302,8 @@ class Pretrainer:
 
         mix = quant_mix(self.step, cfg)
         if mix > 0 and self.step == cfg.quant_warmup_steps:
-            self.seed_codebook(clips)
+            pick = torch.randint(len(self.pool), (min(len(self.pool), 128),), generator=g)
+            self.seed_codebook(self.pool[pick])
         u = model.encode_continuous(clips)  # [N, K, c]
         q, codes, commit = model.vq(u, sample=True, mix=mix, generator=g)
         latents = model.post_quant(q)  # [N, K, D]
@@ -312,7 +322,7 @@ class Pretrainer:
         loss = loss_rec + cfg.commit_weight * commit * (mix > 0) + cfg.prior_weight * loss_prior
         loss = loss + cfg.head_weight * loss_head
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, cfg)
+            group["lr"] = lr_at(self.step, cfg) * group["lr_scale"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -326,23 +336,28 @@ class Pretrainer:
         return {
             "step": self.step,
             "loss": float(loss.detach()),
-            "rec": float(loss_rec),
-            "commit": float(commit),
-            "prior_ce": float(loss_prior),
-            "head_kl": float(loss_head),
+            "rec": loss_rec.item(),
+            "commit": commit.item(),
+            "prior_ce": loss_prior.item(),
+            "head_kl": loss_head.item(),
             "quant_mix": mix,
-            "grad_norm": float(grad_norm),
+            "grad_norm": grad_norm.item(),
             "lr": lr_at(self.step - 1, cfg),
         }
 
     @torch.no_grad()
     def seed_codebook(self, clips: torch.Tensor) -> None:
-        """Seed the codebook with encoder outputs when quantisation starts (random codes collapse)."""
-        u = F.normalize(self.model.encode_continuous(clips), dim=-1).flatten(0, 1)  # [N*K, c]
+        """Seed the codebook when quantisation starts (random codes collapse): spherical k-means over the
+        encoder's code vectors, so codes sit where the data is and split it evenly."""
+        u = self.model.encode_continuous(clips).flatten(0, 1)  # [N*K, c]
         V = self.model.codebook_size
-        pick = torch.randint(len(u), (V,), generator=self.generator)
-        noise = torch.randn(V, u.shape[-1], generator=self.generator) * 0.01
-        self.model.vq.codebook.copy_(u[pick] + noise)
+        codebook = u[torch.randperm(len(u), generator=self.generator)[:V]].clone()
+        for _ in range(10):  # Lloyd steps, assignment by cosine like the quantizer's argmax
+            assign = (F.normalize(u, dim=-1) @ F.normalize(codebook, dim=-1).T).argmax(-1)
+            sums = torch.zeros_like(codebook).index_add_(0, assign, u)
+            counts = torch.bincount(assign, minlength=V).unsqueeze(-1)
+            codebook = torch.where(counts > 0, sums / counts.clamp_min(1), codebook)
+        self.model.vq.codebook.copy_(codebook)
         self.code_last_used.fill_(self.step)
 
     @torch.no_grad()
@@ -351,9 +366,10 @@ class Pretrainer:
         n = int(dead.sum())
         if n == 0:
             return
-        u = F.normalize(u, dim=-1).flatten(0, 1)
+        u = u.flatten(0, 1)  # the codebook holds values (SVQ), so restart codes at raw encoder outputs
         pick = torch.randint(len(u), (n,), generator=self.generator)
-        self.model.vq.codebook[dead] = u[pick] + torch.randn(n, u.shape[-1], generator=self.generator) * 0.01
+        jitter = torch.randn(n, u.shape[-1], generator=self.generator) * 0.01 * u.std()
+        self.model.vq.codebook[dead] = u[pick] + jitter
         self.code_last_used[dead] = self.step
 
     # checkpoints -------------------------------------------------------------------------------------
@@ -396,7 +412,9 @@ def run_pretrain(config: PretrainConfig, *, resume: bool = False, progress: bool
         bar.set_postfix(loss=f"{row['loss']:.4f}", mix=f"{row['quant_mix']:.2f}")
         log = config.log
         if trainer.step % log.eval_every == 0 or trainer.step == config.optim.steps:
-            row["psnr"] = {str(k): round(v, 3) for k, v in psnr_per_k(trainer.model, trainer.evalset, trainer.ks).items()}
+            row["psnr"] = {
+                str(k): round(v, 3) for k, v in psnr_per_k(trainer.model, trainer.evalset, trainer.ks).items()
+            }
             row["elapsed_s"] = round(time.time() - t0, 1)
             bar.write(json.dumps(row["psnr"]))
         metrics_file.write(json.dumps(row) + "\n")
@@ -416,7 +434,8 @@ def cli(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="vaportok-rl pretrain",
-        description="Pretrain the built-in tokenizer, AR prior and taildrop head; writes OUTPUT_DIR/tokenizer.safetensors.",
+        description="Pretrain the built-in tokenizer, AR prior and taildrop head; "
+        "writes OUTPUT_DIR/tokenizer.safetensors.",
     )
     parser.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/pretrain_tiny.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.steps=100 model.num_latents=64")
