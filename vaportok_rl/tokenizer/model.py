@@ -52,9 +52,9 @@ class TokenizerConfig:
     """Attention heads per block."""
     codebook_size: int = 1024
     """V: number of codes."""
-    code_dim: int = 3
-    """Dimension of the factorised codebook (LARP uses 8; 3 = two PCA coefficients + a constant at the start)."""
-    vq_temperature: float = 0.01
+    code_dim: int = 4
+    """Dimension of the factorised codebook (LARP uses 8; 4 = up to three PCA coefficients + a constant at the start)."""
+    vq_temperature: float = 0.0002
     """Softmax temperature over cosine similarities when sampling codes in training (eval takes the argmax)."""
     skip_rank: int = 32
     """Rank of the patch-PCA basis of the linear skip path (0 disables the skip path)."""

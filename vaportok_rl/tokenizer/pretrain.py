@@ -84,13 +84,23 @@ class PretrainOptimConfig:
     head_max_center: float = 0.9
     """Centre of the Gaussian prior for the most complex clip, as a fraction of K."""
     init_coefs_per_token: int = 2
-    """Skip-path initialisation: token j starts out carrying clip-PCA coefficients 2j, 2j+1 (for 2), so the
-    linear path begins as a quantized PCA in variance order (0 leaves the skip maps random)."""
+    """Skip-path initialisation: tokens past ``init_first_tokens`` start out carrying this many clip-PCA
+    coefficients each, in variance order, so the linear path begins as a quantized PCA (0: random skip maps)."""
+    init_first_tokens: int = 0
+    """Skip-path initialisation: the first tokens carry ``init_coefs_first`` coefficients each (few, precisely
+    quantized: the coarse structure), the later ones ``init_coefs_per_token`` (more, coarser: the detail)."""
+    init_coefs_first: int = 1
+    """Coefficients per token for the first ``init_first_tokens`` tokens."""
     skip_lr_scale: float = 0.02
     """Learning-rate multiplier of the skip path's parameters (its closed-form start is already good)."""
     init_scale: float = 0.5
     """Skip-path initialisation: whitened PCA coefficients are scaled by this next to a constant component of
     1, so cosine code selection resolves their magnitude."""
+    prior_steps: int = 0
+    """After the main loop: steps of AR-prior-only training on the frozen tokenizer's codes (the prior sees only
+    detached latents anyway; alone it can take a larger rate and batch)."""
+    prior_lr: float = 2e-3
+    """Peak learning rate of the prior-only stage (cosine decay)."""
     dead_code_every: int = 100
     """Restart codes unused for this many steps with recent encoder outputs (0: never)."""
     threads: int = 2
@@ -172,32 +182,32 @@ def fit_patch_basis(model: Tokenizer, clips: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def fit_linear_path(model: Tokenizer, clips: torch.Tensor, coefs_per_token: int, scale: float) -> float:
+def fit_linear_path(model: Tokenizer, clips: torch.Tensor, per_token: list[int], scale: float) -> float:
     """Initialise the skip maps as a clip-level PCA over the patch coefficients, in variance order.
 
-    Token j's code vector starts as (scale * a_{jm}, ..., scale * a_{jm+m-1}, 1, 0, ...) with a_i the whitened
-    PCA coefficients; the decoder's skip map inverts it. The transformer's share of the code (pre_quant)
-    starts at zero and grows as it learns. Returns the share of variance the m*K components hold."""
-    m, K, c = coefs_per_token, model.num_latents, model.config.code_dim
-    if m == 0 or model.skip_in is None:
+    Token j's code vector starts as (scale * a_i, ..., scale * a_{i+m_j-1}, 1, 0, ...) with a_i the whitened
+    PCA coefficients, m_j = per_token[j]; the decoder's skip map inverts it. The transformer's share of the
+    code (pre_quant) starts at zero and grows as it learns. Returns the share of variance the components hold."""
+    K, c = model.num_latents, model.config.code_dim
+    if not any(per_token) or model.skip_in is None:
         return 0.0
-    if m + 1 > c:
-        raise ValueError(f"optim.init_coefs_per_token: {m} + 1 constant must fit code_dim={c}")
+    if max(per_token) + 1 > c:
+        raise ValueError(f"optim.init_coefs_per_token: {max(per_token)} + 1 constant must fit code_dim={c}")
     coef = ((model.patchify(clips) - model.patch_mean) @ model.patch_basis.T).flatten(1).double()  # [N, P*r]
     cov = torch.cov(coef.T)
     eigvals, eigvecs = torch.linalg.eigh(cov)
     eigvals, eigvecs = eigvals.flip(0).clamp_min(1e-12), eigvecs.flip(1)  # descending
-    n = min(m * K, eigvecs.shape[1])
+    slots = [(j, d) for j in range(K) for d in range(per_token[j])][: eigvecs.shape[1]]  # component i -> (token, dim)
+    n = len(slots)
     w_in = torch.zeros(K * c, coef.shape[1], dtype=torch.float64)
     b_in = torch.zeros(K * c, dtype=torch.float64)
     w_out = torch.zeros(K, c, coef.shape[1], dtype=torch.float64)
     mean = coef.mean(0)
-    for i in range(n):
-        j, d = divmod(i, m)
+    for i, (j, d) in enumerate(slots):
         w_in[j * c + d] = scale * eigvecs[:, i] / eigvals[i].sqrt()
         b_in[j * c + d] = -w_in[j * c + d] @ mean
         w_out[j, d] = eigvecs[:, i] * eigvals[i].sqrt() / scale
-    b_in[torch.arange(K) * c + m] = 1.0  # the constant component
+    b_in[torch.arange(K) * c + torch.tensor(per_token)] = 1.0  # the constant component
     model.skip_in.weight.copy_(w_in.float())
     model.skip_in.bias.copy_(b_in.float())
     model.skip_out.copy_(w_out.float())
@@ -258,6 +268,36 @@ def psnr_per_k(model: Tokenizer, clips: torch.Tensor, ks: list[int], chunk: int 
     return out
 
 
+@torch.no_grad()
+def _encode_pool(model: Tokenizer, clips: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = [model.encode(clips[i : i + chunk]) for i in range(0, len(clips), chunk)]
+    return torch.cat([e.latents for e in enc]), torch.cat([e.codes for e in enc])
+
+
+def train_prior(model: Tokenizer, clips: torch.Tensor, optim: PretrainOptimConfig, generator: torch.Generator) -> float:
+    """Prior-only stage: encode the pool once, then fit the causal prior on retained tokens (random keep per
+    sample, as in the main loop). Returns the last cross-entropy."""
+    was_training = model.training
+    model.eval()
+    latents, codes = _encode_pool(model, clips)
+    model.train(was_training)
+    params = list(model.prior.parameters())
+    opt = torch.optim.AdamW(params, lr=optim.prior_lr, weight_decay=0.0, fused=True)
+    K, batch, ce = model.num_latents, 4 * optim.batch_size, float("nan")
+    for step in range(optim.prior_steps):
+        for group in opt.param_groups:
+            group["lr"] = optim.prior_lr * 0.5 * (1 + math.cos(math.pi * step / optim.prior_steps))
+        idx = torch.randint(len(latents), (batch,), generator=generator)
+        keep = torch.randint(1, K + 1, (batch,), generator=generator)
+        loss = model.prior.loss(latents[idx], codes[idx], keep_mask(keep, K))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm)
+        opt.step()
+        ce = loss.item()
+    return ce
+
+
 # ---- the run --------------------------------------------------------------------------------------------
 
 
@@ -275,7 +315,10 @@ class Pretrainer:
         self.stats = complexity_stats(self.sc, self.tc)
         self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
         o = config.optim
-        self.pca_variance = fit_linear_path(self.model, self.pool[:2048], o.init_coefs_per_token, o.init_scale)
+        per_token = [
+            o.init_coefs_first if j < o.init_first_tokens else o.init_coefs_per_token for j in range(m.num_latents)
+        ]
+        self.pca_variance = fit_linear_path(self.model, self.pool[:2048], per_token, o.init_scale)
         # The closed-form skip path moves slowly (Adam's ~lr-sized steps would wreck the PCA start in a few
         # dozen steps); the transformers learn at the full rate. Fused: foreach AdamW costs ~7x more here.
         skip = [p for n, p in self.model.named_parameters() if n.startswith("skip_")]
@@ -422,6 +465,11 @@ def run_pretrain(config: PretrainConfig, *, resume: bool = False, progress: bool
         if trainer.step % log.checkpoint_every == 0 or trainer.step == config.optim.steps:
             trainer.save(ckpt)
     bar.close()
+    if config.optim.prior_steps:
+        ce = train_prior(trainer.model, trainer.pool, config.optim, trainer.generator)
+        metrics_file.write(
+            json.dumps({"step": trainer.step, "prior_stage_steps": config.optim.prior_steps, "prior_ce": ce}) + "\n"
+        )
     metrics_file.close()
     return trainer
 
