@@ -53,7 +53,7 @@ class TokenizerConfig:
     codebook_size: int = 1024
     """V: number of codes."""
     code_dim: int = 4
-    """Dimension of the factorised codebook (LARP uses 8; 4 = up to three PCA coefficients + a constant at the start)."""
+    """Dimension of the factorised codebook (LARP uses 8; 4 = up to three PCA coefficients + a constant)."""
     vq_temperature: float = 0.0002
     """Softmax temperature over cosine similarities when sampling codes in training (eval takes the argmax)."""
     skip_rank: int = 32
