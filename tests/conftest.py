@@ -86,8 +86,44 @@ def generator() -> torch.Generator:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _one_thread_per_worker():
+def _one_cpu_thread_per_worker():
     """CI runs ``pytest -n 2`` on two cores: one torch thread per worker avoids oversubscription (tiny runs are
-    ~15x faster than with two threads fighting over each core)."""
+    ~15x faster than with two threads fighting over each core); CPU even where CUDA exists (the fake
+    tokenizer's maps live on the CPU)."""
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACCELERATE_USE_CPU", "true")
+        yield
+
+
+# A tiny built-in tokenizer (random init, seeded): the real architecture at toy size, for end-to-end tests.
+TINY_TOKENIZER = dict(
+    frames=8,
+    size=16,
+    num_latents=12,
+    width=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    heads=2,
+    codebook_size=32,
+    code_dim=4,
+    skip_rank=8,
+    prior_layers=1,
+    prior_width=32,
+    head_width=16,
+)
+
+
+def save_tiny_tokenizer(path, **changes):
+    """Write a seeded random-init tiny built-in tokenizer to ``path``; ``changes`` edit TINY_TOKENIZER."""
+    from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, save_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return save_tokenizer(Tokenizer(TokenizerConfig(**{**TINY_TOKENIZER, **changes})), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_file(tmp_path_factory):
+    return save_tiny_tokenizer(tmp_path_factory.mktemp("tiny_tokenizer") / "tokenizer.safetensors")

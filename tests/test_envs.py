@@ -21,7 +21,6 @@ from vaportok_rl.rewards import RewardError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def one_video(seed: int = 0, L: int = 3) -> torch.Tensor:
     """[1, L, C, T, H, W]: a fixed pool of one video, so the test knows what the episode shows."""
     return torch.rand(1, L, *CLIP_SHAPE, generator=torch.Generator().manual_seed(seed))
@@ -92,8 +91,13 @@ def test_episode_reward_is_the_weighted_plugin_reward_of_the_path():
 
 
 def test_clip_mode_pays_each_clips_single_clip_reward():
-    env = TaildropEnv(FakeTokenizer(), data=one_video(), clips_per_video=3, rewards={"efficiency": 2.0, "penalty": 1.0},
-                      reward_mode="clip")
+    env = TaildropEnv(
+        FakeTokenizer(),
+        data=one_video(),
+        clips_per_video=3,
+        rewards={"efficiency": 2.0, "penalty": 1.0},
+        reward_mode="clip",
+    )
     _, rewards, infos = run_episode(env, [0, 3, 7])
     threshold = 0.125 * K  # penalty's default: t = K/8 = 1 token, so k = 1 is not below it
     expected = [2.0 * (1 - k / K) - max(0.0, (threshold - k) / threshold) for k in (1, 4, 8)]

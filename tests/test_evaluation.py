@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TOKENIZER
 
 from vaportok_rl import evaluation as ev
 from vaportok_rl.allocators import allocate
@@ -32,21 +33,7 @@ from vaportok_rl.rollout import encode_videos
 from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 
 # ---------------------------------------------------------------------------------------------- fixtures
-TINY = dict(
-    frames=4,
-    size=16,
-    num_latents=12,
-    width=32,
-    encoder_layers=1,
-    decoder_layers=1,
-    heads=2,
-    codebook_size=32,
-    code_dim=4,
-    skip_rank=8,
-    prior_layers=1,
-    prior_width=32,
-    head_width=16,
-)
+TINY = {**TINY_TOKENIZER, "frames": 4}
 
 
 @pytest.fixture(scope="module")

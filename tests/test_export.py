@@ -38,9 +38,11 @@ CONFIG = {
     "tokenizer": "tests/conftest.py:FakeTokenizer",
     "seed": 3,
     "steps": 5,
-    "rewards": {"efficiency": {"spec": None, "weight": 1.0, "kwargs": {}},
-                "penalty": {"spec": None, "weight": 2.0, "kwargs": {"shape": "quadratic"}},
-                "diversity": None},
+    "rewards": {
+        "efficiency": {"spec": None, "weight": 1.0, "kwargs": {}},
+        "penalty": {"spec": None, "weight": 2.0, "kwargs": {"shape": "quadratic"}},
+        "diversity": None,
+    },
     "plugin_paths": [],
     "grpo": {"group_size": 4, "beta": 0.1},
     "rollout": {"videos_per_step": 2, "clips_per_video": 2, "mode": "pre_argmax"},
@@ -48,7 +50,6 @@ CONFIG = {
 }
 EVAL0 = {"step": 0, "eval/reward": 0.25, "eval/argmax_psnr": 11.25, "eval/argmax_tokens/mean": 6.5}
 EVAL5 = {"step": 5, "eval/reward": 0.5, "eval/argmax_psnr": 12.125, "eval/argmax_tokens/mean": 4.0}
-
 
 
 @pytest.fixture
@@ -66,8 +67,15 @@ def run_dir(tmp_path, trained_head) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     save_head(trained_head, run, tokenizer_fingerprint=FakeTokenizer.fingerprint, steps=5, config=CONFIG)
-    summary = {"steps": 5, "tokenizer_fingerprint": FakeTokenizer.fingerprint, "initial_eval": EVAL0,
-               "final_eval": EVAL5, "eval_history": [EVAL0, EVAL5], "last_train": {"reward": 0.4}, "seconds": 1.5}
+    summary = {
+        "steps": 5,
+        "tokenizer_fingerprint": FakeTokenizer.fingerprint,
+        "initial_eval": EVAL0,
+        "final_eval": EVAL5,
+        "eval_history": [EVAL0, EVAL5],
+        "last_train": {"reward": 0.4},
+        "seconds": 1.5,
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     save_yaml(CONFIG, run / "config.yaml")
     return run
@@ -105,8 +113,14 @@ def test_config_json_and_model_card(run_dir, tmp_path):
     out = export_run(run_dir, tmp_path / "export")
     config = json.loads((out / CONFIG_FILE).read_text())
     assert config["format"] == FORMAT and config["format_version"] == FORMAT_VERSION
-    assert config["head"] == {"latent_dim": 4, "num_latents": 8, "width": 8, "layers": 1, "heads": 2,
-                              "temperature": 1.0}
+    assert config["head"] == {
+        "latent_dim": 4,
+        "num_latents": 8,
+        "width": 8,
+        "layers": 1,
+        "heads": 2,
+        "temperature": 1.0,
+    }
     assert config["temperature"] == 1.0 and config["sampling_mode"] == "pre_argmax"
     assert config["tokenizer_fingerprint"] == FakeTokenizer.fingerprint
     assert config["reward_weights"] == {"efficiency": 1.0, "penalty": 2.0}  # the null entry was dropped
@@ -115,8 +129,13 @@ def test_config_json_and_model_card(run_dir, tmp_path):
     assert training["final_eval"] == EVAL5 and training["seed"] == 3 and training["grpo"]["group_size"] == 4
     assert "log" not in training  # no local output paths leak into the export
     card = (out / "README.md").read_text()
-    for text in ("fake-tokenizer-v0", "from_pretrained", "| eval/argmax_psnr | 11.25 | 12.12 | 0.875 |",
-                 "| penalty | `penalty` | 2 |", "pre_argmax"):
+    for text in (
+        "fake-tokenizer-v0",
+        "from_pretrained",
+        "| eval/argmax_psnr | 11.25 | 12.12 | 0.875 |",
+        "| penalty | `penalty` | 2 |",
+        "pre_argmax",
+    ):
         assert text in card, text
 
 
@@ -256,8 +275,13 @@ def test_helpful_errors_for_wrong_folders(run_dir, tmp_path, capsys):
 def test_checkpoint_folders_export(tmp_path, trained_head):
     tensors = {f"head.{k}": v for k, v in trained_head.state_dict().items()}
     tensors["ref_head.pos"] = torch.zeros(1)
-    meta = {"step": 2, "config": CONFIG, "head_config": trained_head.config_dict(),
-            "tokenizer_fingerprint": FakeTokenizer.fingerprint, "eval_history": [EVAL0]}
+    meta = {
+        "step": 2,
+        "config": CONFIG,
+        "head_config": trained_head.config_dict(),
+        "tokenizer_fingerprint": FakeTokenizer.fingerprint,
+        "eval_history": [EVAL0],
+    }
     checkpoint = save_checkpoint(tmp_path / "run" / "checkpoints" / "step-000002", tensors, meta)
     out = export_run(checkpoint, tmp_path / "export")
     assert_same_head(load_head(out, tokenizer=FakeTokenizer()), trained_head)
@@ -265,8 +289,12 @@ def test_checkpoint_folders_export(tmp_path, trained_head):
 
 
 def test_save_pretrained_and_eval_json(tmp_path, trained_head):
-    out = save_pretrained(trained_head, tmp_path / "direct", tokenizer_fingerprint="fp",
-                          eval_results={"psnr": {"argmax": 24.5}, "note": "text is skipped"})
+    out = save_pretrained(
+        trained_head,
+        tmp_path / "direct",
+        tokenizer_fingerprint="fp",
+        eval_results={"psnr": {"argmax": 24.5}, "note": "text is skipped"},
+    )
     card = (out / "README.md").read_text()
     assert "| psnr/argmax | 24.5 |" in card and "note" not in card
     assert_same_head(load_head(out, tokenizer="fp"), trained_head)
@@ -292,11 +320,23 @@ def test_a_real_training_run_exports(tmp_path):
     from vaportok_rl.trainer import run_training
 
     run = tmp_path / "run"
-    config = load_config(TrainConfig, None, [
-        "steps=2", "rewards={efficiency: {}}", "rollout.videos_per_step=2", "rollout.clips_per_video=2",
-        "grpo.group_size=4", "eval.num_videos=2", "policy.width=8", "policy.layers=1", "policy.heads=2",
-        "data.source=synthetic", f"log.output_dir={run}",
-    ])
+    config = load_config(
+        TrainConfig,
+        None,
+        [
+            "steps=2",
+            "rewards={efficiency: {}}",
+            "rollout.videos_per_step=2",
+            "rollout.clips_per_video=2",
+            "grpo.group_size=4",
+            "eval.num_videos=2",
+            "policy.width=8",
+            "policy.layers=1",
+            "policy.heads=2",
+            "data.source=synthetic",
+            f"log.output_dir={run}",
+        ],
+    )
     run_training(config, tokenizer=FakeTokenizer(), progress=False)
     assert cli([str(run), "--out", str(tmp_path / "export")]) == 0
     loaded = TaildropHead.from_pretrained(tmp_path / "export", tokenizer=FakeTokenizer())

@@ -12,14 +12,6 @@ from vaportok_rl.grpo import LOSS_TYPES, compute_advantages, grpo_loss
 EPS_LOW, EPS_HIGH, BETA = 0.2, 0.28, 0.1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def assert_close(actual, expected, rtol=1e-7, atol=1e-9):
     """torch.allclose with a message (torch.testing.assert_close costs ~1 s importing torch.distributed)."""
     assert actual.shape == expected.shape, (actual.shape, expected.shape)

@@ -25,7 +25,6 @@ LPIPS_SPEC = "vaportok_rl.builtin_rewards.examples.lpips"
 TEMPORAL_SPEC = "vaportok_rl.builtin_rewards.examples.temporal_consistency"
 
 
-
 @pytest.fixture(scope="module")
 def lpips_reward():
     """Loading AlexNet takes seconds: once per module."""
@@ -56,8 +55,14 @@ def test_lpips_reward_matches_the_public_metric(lpips_reward):
     assert lpips_reward.name == "lpips" and lpips_reward.needs == {"reconstructions"}
     generator = torch.Generator().manual_seed(0)
     videos = torch.rand(2, 2, *CLIP_SHAPE, generator=generator)  # [B=2, L=2, ...]
-    noise = torch.stack([torch.zeros_like(videos), 0.1 * torch.randn(videos.shape, generator=generator),
-                         0.3 * torch.randn(videos.shape, generator=generator)], dim=1)  # [B, G=3, L, ...]
+    noise = torch.stack(
+        [
+            torch.zeros_like(videos),
+            0.1 * torch.randn(videos.shape, generator=generator),
+            0.3 * torch.randn(videos.shape, generator=generator),
+        ],
+        dim=1,
+    )  # [B, G=3, L, ...]
     recon = (videos.unsqueeze(1) + noise).clamp(0, 1)
     value = check_reward_output(lpips_reward, lpips_reward(rollout_of(videos, recon)), 2, 3)
     assert torch.equal(value[:, 0], torch.zeros(2))  # a perfect reconstruction
@@ -112,8 +117,16 @@ def test_temporal_consistency_excess_ignores_lost_motion():
 def test_examples_pass_the_output_check_on_a_real_rollout(lpips_reward, policy, videos, generator):
     rewards = [lpips_reward, load_reward(TEMPORAL_SPEC, {"mode": "excess"})]
     tokenizer = FakeTokenizer()
-    rollout = collect_rollout(tokenizer, policy, policy.reference_copy(), videos, group_size=3, mode="sample",
-                              needs=required_needs(rewards), generator=generator)
+    rollout = collect_rollout(
+        tokenizer,
+        policy,
+        policy.reference_copy(),
+        videos,
+        group_size=3,
+        mode="sample",
+        needs=required_needs(rewards),
+        generator=generator,
+    )
     for reward in rewards:
         value = check_reward_output(reward, reward(rollout), rollout.B, rollout.G)
         assert (value <= 0).all()
@@ -123,7 +136,8 @@ def test_examples_pass_the_output_check_on_a_real_rollout(lpips_reward, policy, 
 
 
 def test_rewards_list_shows_builtins_plugins_examples_and_needs(tmp_path, capsys):
-    (tmp_path / "constant.py").write_text(textwrap.dedent('''
+    (tmp_path / "constant.py").write_text(
+        textwrap.dedent('''
         import torch
         from vaportok_rl.rewards import Reward
 
@@ -134,7 +148,8 @@ def test_rewards_list_shows_builtins_plugins_examples_and_needs(tmp_path, capsys
 
             def __call__(self, rollout):
                 return torch.ones(rollout.B, rollout.G)
-    '''))
+    ''')
+    )
     (tmp_path / "broken.py").write_text("import not_a_module_xyz\n")
     assert vaportok_rl(["rewards", "list", "--path", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -156,7 +171,8 @@ def test_rewards_list_checks_a_recipes_rewards(tmp_path, capsys, monkeypatch):
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "nameless.py").write_text(
         "import torch\n\nclass Nameless:\n    name = ''\n\n    def __call__(self, rollout):\n"
-        "        return torch.zeros(rollout.B, rollout.G)\n")
+        "        return torch.zeros(rollout.B, rollout.G)\n"
+    )
     recipe = {"plugin_paths": ["plugins"], "rewards": {"efficiency": {"weight": 2.0}, "nameless": {}}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     assert vaportok_rl(["rewards", "list", "--recipe", "recipe.yaml"]) == 1
@@ -204,9 +220,15 @@ def test_docs_plugin_written_outside_the_repo_loads_lists_tests_and_trains(tmp_p
     namespace["test_psnr_reward"]()
 
     # training with the recipe (tiny sizes), the plugin taking part in the advantages
-    tiny = {"steps": 2, "rollout": {"videos_per_step": 2, "clips_per_video": 2}, "grpo": {"group_size": 4},
-            "eval": {"num_videos": 0}, "policy": {"width": 8, "layers": 1, "heads": 2},
-            "data": {"source": "synthetic"}, "log": {"output_dir": str(tmp_path / "run")}}
+    tiny = {
+        "steps": 2,
+        "rollout": {"videos_per_step": 2, "clips_per_video": 2},
+        "grpo": {"group_size": 4},
+        "eval": {"num_videos": 0},
+        "policy": {"width": 8, "layers": 1, "heads": 2},
+        "data": {"source": "synthetic"},
+        "log": {"output_dir": str(tmp_path / "run")},
+    }
     config = load_config(TrainConfig, None, merge(recipe, tiny))
     summary = run_training(config, tokenizer=FakeTokenizer(), progress=False)
     assert summary["last_train"]["rewards/psnr/mean"] > 0

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from vaportok_rl import sweep as sweep_module
 from vaportok_rl.sweep import RESULT_COLUMNS, SweepError, cli, format_table, load_results, load_sweep, run_sweep
@@ -27,39 +26,9 @@ BASE = ROOT / "recipes" / "grpo_default.yaml"
 REAL_RUN_TRAINING = sweep_module.run_training
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACCELERATE_USE_CPU", "true")
-        yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def tokenizer_file(tmp_path_factory) -> Path:
-    from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, save_tokenizer
-
-    config = TokenizerConfig(
-        frames=8,
-        size=16,
-        num_latents=12,
-        width=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        heads=2,
-        codebook_size=32,
-        code_dim=4,
-        skip_rank=8,
-        prior_layers=1,
-        prior_width=32,
-        head_width=16,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Tokenizer(config)
-    return save_tokenizer(model, tmp_path_factory.mktemp("tokenizer") / "tiny.safetensors")
+def tokenizer_file(tiny_tokenizer_file) -> Path:
+    return tiny_tokenizer_file
 
 
 def tiny_overrides(tokenizer_file: Path, output_dir: Path, steps: int = 3) -> list[str]:

@@ -2,26 +2,13 @@
 
 import pytest
 import torch
+from conftest import TINY_TOKENIZER
 
 from vaportok_rl.tokenizer import FrozenTokenizer, Tokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 from vaportok_rl.tokenizer.default import freeze
 from vaportok_rl.tokenizer.protocol import prior_accuracy
 
-TINY = dict(
-    frames=8,
-    size=16,
-    num_latents=12,
-    width=32,
-    encoder_layers=1,
-    decoder_layers=2,
-    heads=2,
-    codebook_size=32,
-    code_dim=4,
-    skip_rank=8,
-    prior_layers=1,
-    prior_width=32,
-    head_width=16,
-)
+TINY = {**TINY_TOKENIZER, "decoder_layers": 2}
 
 
 @pytest.fixture(scope="module")

@@ -75,18 +75,6 @@ EVAL_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """CPU even where CUDA exists (the fake tokenizer's maps live on the CPU), one intra-op thread (for tensors
-    this tiny, threads only contend: 10x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACCELERATE_USE_CPU", "true")
-        yield
-    torch.set_num_threads(threads)
-
-
 def tiny(output_dir: Path, *overrides: str) -> TrainConfig:
     """A tiny run; a ``rewards=...`` override replaces the reward set (no defaults merged in)."""
     return load_config(TrainConfig, None, [*TINY, f"log.output_dir={output_dir}", *overrides])

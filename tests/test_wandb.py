@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 
 import pytest
-import torch
 
 wandb = pytest.importorskip("wandb")
 
@@ -21,38 +20,6 @@ from vaportok_rl.train_config import load_train_config  # noqa: E402
 from vaportok_rl.trainer import run_training  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_tokenizer(path: Path) -> Path:
-    from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, save_tokenizer
-
-    config = TokenizerConfig(
-        frames=8,
-        size=16,
-        num_latents=12,
-        width=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        heads=2,
-        codebook_size=32,
-        code_dim=4,
-        skip_rank=8,
-        prior_layers=1,
-        prior_width=32,
-        head_width=16,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return save_tokenizer(Tokenizer(config), path)
 
 
 def wandb_records(path: Path):
@@ -99,7 +66,7 @@ def history(run_file: Path) -> dict[int, dict]:
     return rows
 
 
-def test_wandb_offline_logs_the_jsonl_keys_and_eval_images(tmp_path, monkeypatch):
+def test_wandb_offline_logs_the_jsonl_keys_and_eval_images(tmp_path, monkeypatch, tiny_tokenizer_file):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -107,7 +74,7 @@ def test_wandb_offline_logs_the_jsonl_keys_and_eval_images(tmp_path, monkeypatch
     config = load_train_config(
         ROOT / "recipes" / "grpo_default.yaml",
         [
-            f"tokenizer={tiny_tokenizer(tmp_path / 'tok.safetensors')}",
+            f"tokenizer={tiny_tokenizer_file}",
             "steps=2",
             "rollout.videos_per_step=2",
             "rollout.clips_per_video=2",
