@@ -33,7 +33,7 @@ import tempfile
 import textwrap
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -283,10 +283,14 @@ def _unknown_key_message(cls: type, prefix: str, name: Any, valid: list[str]) ->
     return msg + f" Valid keys {where}: {', '.join(valid) if valid else '(none)'}"
 
 
-def _with_prefix(prefix: str, msg: str) -> str:
-    """Add the dataclass's dotted prefix to an error raised in its __post_init__, unless it is already there."""
+def _with_prefix(prefix: str, msg: str, fields: Iterable[str] = ()) -> str:
+    """Add the dataclass's dotted prefix to an error raised in its __post_init__, unless it is already there.
+    A message that starts with one of the class's own field names ("size: ...") becomes "prefix.size: ..."."""
     if not prefix or re.search(r"(?<![\w.])" + re.escape(prefix) + r"(?!\w)", msg):
         return msg
+    first = re.match(r"(\w+):", msg)
+    if first and first.group(1) in fields:
+        return f"{prefix}.{msg}"
     last = prefix.rsplit(".", 1)[-1]
     if "." in prefix and re.match(re.escape(last) + r"[.:\s]", msg):  # "head.x: ..." nested under "model.head"
         return prefix + msg[len(last) :]
@@ -412,7 +416,7 @@ def from_dict(cls: type[T], data: Mapping, *, prefix: str = "") -> T:
     try:
         return cls(**kwargs)
     except ValueError as e:  # ConfigError included
-        raise ConfigError(_with_prefix(prefix, str(e))) from e
+        raise ConfigError(_with_prefix(prefix, str(e), flds)) from e
 
 
 def load_config(
