@@ -31,6 +31,7 @@ TINY = [
     "optim.lr_warmup_steps=1",
     "optim.dead_code_every=2",
     "optim.threads=1",
+    "optim.prior_steps=2",
     "log.eval_every=3",
     "log.eval_clips=4",
     "log.checkpoint_every=3",
@@ -59,11 +60,21 @@ def test_config_errors_name_the_key():
         load_config(PretrainConfig, None, ["model.size=30"])
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     straight = run_pretrain(tiny_config(tmp_path, "a"), progress=False)
 
-    # "kill" after the step-3 checkpoint: run 3 steps, then a fresh process resumes to 6
-    run_pretrain(tiny_config(tmp_path, "b", "optim.steps=3"), progress=False)
+    # kill the same run right after its step-3 checkpoint, then resume it in a fresh trainer
+    train_step = Pretrainer.train_step
+
+    def dies_after_step_3(self):
+        if self.step == 3:
+            raise KeyboardInterrupt("killed")
+        return train_step(self)
+
+    monkeypatch.setattr(Pretrainer, "train_step", dies_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(tiny_config(tmp_path, "b"), progress=False)
+    monkeypatch.undo()
     resumed = run_pretrain(tiny_config(tmp_path, "b"), resume=True, progress=False)
 
     assert resumed.step == straight.step == 6
@@ -71,7 +82,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert rows[-1]["prior_stage_steps"] == 2  # then the prior-only stage
     assert "psnr" in rows[2] and "psnr" in rows[5]
     assert not list((tmp_path / "a").glob(".checkpoint.tmp-*"))
 

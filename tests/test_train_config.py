@@ -112,10 +112,10 @@ def test_ablation_sweep_expands_to_leave_one_out_runs():
     by_id = dict(runs)
     assert list(by_id["full/seed0"].active_rewards()) == list(DEFAULT_REWARDS)
     for reward in DEFAULT_REWARDS:
-        config = by_id[f"wo_{reward}/seed1"]
+        config = by_id[f"wo_{reward}/seed0"]
         assert reward not in config.active_rewards() and len(config.active_rewards()) == 4
-        assert config.seed == 1
-        assert config.log.output_dir == f"runs/ablation_leave_one_out/wo_{reward}/seed1"
+        assert config.seed == 0
+        assert config.log.output_dir == f"runs/ablation_leave_one_out/wo_{reward}/seed0"
     # everything but rewards, seed and output folder is the base recipe's
     base = to_dict(load_train_config(RECIPES / "grpo_default.yaml"))
     run = to_dict(by_id["wo_penalty/seed0"])
