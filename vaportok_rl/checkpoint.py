@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,18 @@ TENSORS = "tensors.safetensors"
 META = "meta.json"
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it replaces ``path`` in one rename (the old folder,
+    if any, is moved away first: os.replace cannot replace a non-empty folder). On error nothing changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / TENSORS)
-        (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
         old = None
-        if path.exists():  # rename the old one away first: os.replace cannot replace a non-empty folder
+        if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}"
             os.replace(path, old)
         os.replace(tmp, path)
@@ -38,7 +43,13 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> Path:
+    with atomic_folder(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / TENSORS)
+        (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

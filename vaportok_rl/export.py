@@ -38,9 +38,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +48,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from vaportok_rl.checkpoint import atomic_folder
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 
 __all__ = [
@@ -305,21 +304,8 @@ def _atomic_folder(out: Path, force: bool):
             if not _is_export(out):
                 raise ExportError(f"--out {out}: is not empty and does not hold a vaportok-rl head export "
                                   f"({CONFIG_FILE} with format {FORMAT!r}); refusing to replace it even with --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-        old = None
-        if out.exists():  # os.replace cannot replace a non-empty folder: move the old one away first
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _is_export(folder: Path) -> bool:
