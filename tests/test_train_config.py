@@ -116,10 +116,11 @@ def test_ablation_sweep_expands_to_leave_one_out_runs():
         assert reward not in config.active_rewards() and len(config.active_rewards()) == 4
         assert config.seed == 0
         assert config.log.output_dir == f"runs/ablation_leave_one_out/wo_{reward}/seed0"
-    # everything but rewards, seed and output folder is the base recipe's
+    # everything but rewards, output folder and the pinned step count is the base recipe's
     base = to_dict(load_train_config(RECIPES / "grpo_default.yaml"))
     run = to_dict(by_id["wo_penalty/seed0"])
-    assert {k for k in base if base[k] != run[k]} == {"rewards", "log"}
+    assert {k for k in base if base[k] != run[k]} == {"rewards", "log", "steps"}
+    assert run["steps"] == 60  # the recipe pins the step count its README table was run at
 
 
 def test_sweep_validation(tmp_path):
