@@ -34,8 +34,21 @@ def tiny_tokenizer():
     """A tiny random-init built-in tokenizer (K = 12 tokens, 8×16×16 clips): for trying the script without weights."""
     from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig
 
-    config = TokenizerConfig(frames=8, size=16, num_latents=12, width=32, encoder_layers=1, decoder_layers=1, heads=2,
-                             codebook_size=32, code_dim=4, skip_rank=8, prior_layers=1, prior_width=32, head_width=16)
+    config = TokenizerConfig(
+        frames=8,
+        size=16,
+        num_latents=12,
+        width=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        heads=2,
+        codebook_size=32,
+        code_dim=4,
+        skip_rank=8,
+        prior_layers=1,
+        prior_width=32,
+        head_width=16,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return Tokenizer(config).eval().requires_grad_(False)
@@ -58,24 +71,36 @@ def play(env: gym.Env, act, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--head", default="pretrained", help="an exported head folder, or 'pretrained' (the "
-                                                              "tokenizer's own head)")
+    parser.add_argument(
+        "--head", default="pretrained", help="an exported head folder, or 'pretrained' (the tokenizer's own head)"
+    )
     parser.add_argument("--tokenizer", default="default", help="tokenizer spec (default: the embedded default)")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random-init tokenizer (no weights needed)")
     parser.add_argument("--data", default="synthetic", help="'synthetic', 'textures' or a folder of videos")
     parser.add_argument("--clips", type=int, default=4, help="clips per video = steps per episode")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reward", action="append", default=[], metavar="LABEL=WEIGHT",
-                        help="a reward plugin and its weight (repeatable; default: the env's)")
+    parser.add_argument(
+        "--reward",
+        action="append",
+        default=[],
+        metavar="LABEL=WEIGHT",
+        help="a reward plugin and its weight (repeatable; default: the env's)",
+    )
     parser.add_argument("--reward-mode", choices=["episode", "clip"], default="episode")
     parser.add_argument("--force", action="store_true", help="load the head onto a tokenizer with another fingerprint")
     args = parser.parse_args(argv)
 
     tokenizer = tiny_tokenizer() if args.tiny else args.tokenizer
     rewards = {label: float(weight) for label, weight in (item.split("=", 1) for item in args.reward)} or None
-    env = gym.make("vaportok_rl/Taildrop-v0", tokenizer=tokenizer, data=args.data, clips_per_video=args.clips,
-                   rewards=rewards, reward_mode=args.reward_mode)
+    env = gym.make(
+        "vaportok_rl/Taildrop-v0",
+        tokenizer=tokenizer,
+        data=args.data,
+        clips_per_video=args.clips,
+        rewards=rewards,
+        reward_mode=args.reward_mode,
+    )
     tokenizer = env.unwrapped.tokenizer
 
     if args.tiny and args.head == "pretrained":
@@ -101,13 +126,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for name, act in (("random", lambda _obs: env.action_space.sample()), ("head argmax", head_argmax)):
         returns, tokens = play(env, act, seeds)
-        results[name] = {"mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
-                         "mean_tokens": float(tokens.mean())}
+        results[name] = {
+            "mean_reward": float(returns.mean()),
+            "std_reward": float(returns.std()),
+            "mean_tokens": float(tokens.mean()),
+        }
     env.close()
 
     K = env.unwrapped.K
-    print(f"{args.episodes} episodes x {args.clips} clips, K = {K}, rewards {list(env.unwrapped.rewards)} "
-          f"({args.reward_mode} mode)")
+    print(
+        f"{args.episodes} episodes x {args.clips} clips, K = {K}, rewards {list(env.unwrapped.rewards)} "
+        f"({args.reward_mode} mode)"
+    )
     print(f"{'policy':<12} {'mean reward':>12} {'± std':>9} {'tokens/clip':>12}")
     for name, r in results.items():
         print(f"{name:<12} {r['mean_reward']:>12.4f} {r['std_reward']:>9.4f} {r['mean_tokens']:>12.2f}")

@@ -93,8 +93,10 @@ def _resolve_rewards(rewards: Any, plugin_paths: Sequence[str | os.PathLike]) ->
     if rewards is None:
         rewards = DEFAULT_ENV_REWARDS
     if isinstance(rewards, str) or not isinstance(rewards, Mapping | Sequence):
-        raise TypeError(f"rewards: expected a mapping {{label: weight | {{spec, weight, kwargs}}}} or a list of "
-                        f"specs, got {rewards!r}")
+        raise TypeError(
+            f"rewards: expected a mapping {{label: weight | {{spec, weight, kwargs}}}} or a list of "
+            f"specs, got {rewards!r}"
+        )
     items = rewards.items() if isinstance(rewards, Mapping) else [(spec, 1.0) for spec in rewards]
     search = [Path(p) for p in plugin_paths]
     out: dict[str, tuple[Any, float]] = {}
@@ -113,8 +115,10 @@ def _resolve_rewards(rewards: Any, plugin_paths: Sequence[str | os.PathLike]) ->
         elif callable(value):  # an already-built plugin instance
             plugin, weight = validate_reward(value, str(label)), 1.0
         else:
-            raise TypeError(f"rewards.{label}: expected a weight, a {{spec, weight, kwargs}} mapping or a reward "
-                            f"plugin, got {value!r}")
+            raise TypeError(
+                f"rewards.{label}: expected a weight, a {{spec, weight, kwargs}} mapping or a reward "
+                f"plugin, got {value!r}"
+            )
         if not np.isfinite(weight):
             raise ValueError(f"rewards.{label}: expected a finite weight, got {weight}")
         out[str(label)] = (plugin, weight)
@@ -194,20 +198,26 @@ class TaildropEnv(gym.Env):
         C, T, H, W = self.clip_shape
         if isinstance(data, Tensor):
             if data.ndim != 6 or tuple(data.shape[1:]) != (self.L, *self.clip_shape) or len(data) == 0:
-                raise ValueError(f"data: expected a tensor of videos [M, L, C, T, H, W] = [M, {self.L}, "
-                                 f"{', '.join(map(str, self.clip_shape))}], got {tuple(data.shape)}")
+                raise ValueError(
+                    f"data: expected a tensor of videos [M, L, C, T, H, W] = [M, {self.L}, "
+                    f"{', '.join(map(str, self.clip_shape))}], got {tuple(data.shape)}"
+                )
             return data.detach().float().cpu(), None
         if callable(data):
             return data, None
         if isinstance(data, str | os.PathLike):
             if C != 3 or H != W:
-                raise ValueError(f"data {str(data)!r}: the built-in video sources give square RGB clips, but the "
-                                 f"tokenizer's clip_shape is {self.clip_shape}; pass a tensor or a callable instead")
+                raise ValueError(
+                    f"data {str(data)!r}: the built-in video sources give square RGB clips, but the "
+                    f"tokenizer's clip_shape is {self.clip_shape}; pass a tensor or a callable instead"
+                )
             if str(data) in ("synthetic", "textures"):
                 return str(data), None
             if not Path(data).is_dir():
-                raise ValueError(f"data: expected 'synthetic', 'textures', a folder of videos, a tensor or a "
-                                 f"callable, got {str(data)!r}")
+                raise ValueError(
+                    f"data: expected 'synthetic', 'textures', a folder of videos, a tensor or a "
+                    f"callable, got {str(data)!r}"
+                )
             from vaportok_rl.data import VideoFolder
 
             folder = VideoFolder(str(data), clips_per_video=self.L, frames=T, size=H)
@@ -231,9 +241,11 @@ class TaildropEnv(gym.Env):
         else:
             video = self.data(int(self.np_random.integers(2**31 - 1)))
             if not isinstance(video, Tensor) or tuple(video.shape) != (self.L, *self.clip_shape):
-                raise ValueError(f"data callable: expected a tensor [L, C, T, H, W] = [{self.L}, "
-                                 f"{', '.join(map(str, self.clip_shape))}], got "
-                                 f"{tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__}")
+                raise ValueError(
+                    f"data callable: expected a tensor [L, C, T, H, W] = [{self.L}, "
+                    f"{', '.join(map(str, self.clip_shape))}], got "
+                    f"{tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__}"
+                )
         return video.float().unsqueeze(0).to(self.device)
 
     # ------------------------------------------------------------------------------------------------ gym API
@@ -244,14 +256,24 @@ class TaildropEnv(gym.Env):
         latents = encoded.latents.detach().float()
         worst = latents.abs().max().item()
         if not worst <= self.observation_bound:
-            raise ValueError(f"TaildropEnv: the tokenizer's latents reach |{worst:.4g}|, outside the observation Box "
-                             f"[-{self.observation_bound:g}, {self.observation_bound:g}]; pass a larger "
-                             f"observation_bound")
+            raise ValueError(
+                f"TaildropEnv: the tokenizer's latents reach |{worst:.4g}|, outside the observation Box "
+                f"[-{self.observation_bound:g}, {self.observation_bound:g}]; pass a larger "
+                f"observation_bound"
+            )
         with torch.no_grad():
             sc, tc = complexity(videos)  # [1, L] each
             prior = self.tokenizer.prior_correct(encoded).unsqueeze(0) if "prior_correct" in self.needs else None
-        self._episode = {"videos": videos, "encoded": encoded, "latents": latents.cpu(), "sc": sc, "tc": tc,
-                         "prior_correct": prior, "keep": [], "done": False}
+        self._episode = {
+            "videos": videos,
+            "encoded": encoded,
+            "latents": latents.cpu(),
+            "sc": sc,
+            "tc": tc,
+            "prior_correct": prior,
+            "keep": [],
+            "done": False,
+        }
         return self._observation(0), self._info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -262,8 +284,10 @@ class TaildropEnv(gym.Env):
             raise RuntimeError("TaildropEnv.step: the episode has terminated; call reset()")
         a = np.asarray(action)
         if a.shape != () or not np.issubdtype(a.dtype, np.integer) or not 0 <= int(a) < self.K:
-            raise ValueError(f"TaildropEnv.step: expected an integer action in 0..{self.K - 1} (keep action + 1 "
-                             f"tokens), got {action!r}")
+            raise ValueError(
+                f"TaildropEnv.step: expected an integer action in 0..{self.K - 1} (keep action + 1 "
+                f"tokens), got {action!r}"
+            )
         clip = len(episode["keep"])
         episode["keep"].append(int(a) + 1)
         terminated = clip == self.L - 1

@@ -135,8 +135,10 @@ def _head_config(fields: Any, where: str) -> HeadConfig:
     known = {f.name for f in dataclasses.fields(HeadConfig)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ExportError(f"{where}: unknown head architecture keys {unknown} (known: {sorted(known)}); "
-                          f"was it written by a newer vaportok-rl?")
+        raise ExportError(
+            f"{where}: unknown head architecture keys {unknown} (known: {sorted(known)}); "
+            f"was it written by a newer vaportok-rl?"
+        )
     try:
         return HeadConfig(**fields)
     except (TypeError, ValueError) as error:
@@ -152,8 +154,14 @@ def read_run(run_dir: str | os.PathLike) -> TrainedRun:
         return _read_checkpoint(path)
     if not (path / RUN_HEAD).is_file():
         checkpoints = sorted(path.glob("checkpoints/step-*"))
-        hint = (f"; the run has not finished, but its newest checkpoint can be exported: "
-                f"`vaportok-rl export {checkpoints[-1]} --out DIR`") if checkpoints else ""
+        hint = (
+            (
+                f"; the run has not finished, but its newest checkpoint can be exported: "
+                f"`vaportok-rl export {checkpoints[-1]} --out DIR`"
+            )
+            if checkpoints
+            else ""
+        )
         raise ExportError(f"run folder {path}: no {RUN_HEAD} (the trainer writes it after the last step){hint}")
     info = _read_json(path / RUN_HEAD_CONFIG, f"run folder {path}")
     if not isinstance(info, dict) or "head" not in info:
@@ -166,8 +174,10 @@ def read_run(run_dir: str | os.PathLike) -> TrainedRun:
         train_config = load_yaml(path / RUN_CONFIG)
     fingerprint = info.get("tokenizer_fingerprint") or summary.get("tokenizer_fingerprint")
     if not fingerprint:
-        raise ExportError(f"run folder {path}: no tokenizer_fingerprint in {RUN_HEAD_CONFIG} or {RUN_SUMMARY}; "
-                          f"without it a loaded head cannot be checked against its tokenizer")
+        raise ExportError(
+            f"run folder {path}: no tokenizer_fingerprint in {RUN_HEAD_CONFIG} or {RUN_SUMMARY}; "
+            f"without it a loaded head cannot be checked against its tokenizer"
+        )
     return TrainedRun(
         source=path,
         state_dict=_read_safetensors(path / RUN_HEAD, f"run folder {path}"),
@@ -182,13 +192,19 @@ def read_run(run_dir: str | os.PathLike) -> TrainedRun:
 def _read_checkpoint(path: Path) -> TrainedRun:
     meta = _read_json(path / CKPT_META, f"checkpoint {path}")
     tensors = _read_safetensors(path / CKPT_TENSORS, f"checkpoint {path}")
-    state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+    state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
     if not state or "head_config" not in meta or not meta.get("tokenizer_fingerprint"):
-        raise ExportError(f"checkpoint {path}: expected head.* tensors, 'head_config' and 'tokenizer_fingerprint' "
-                          f"in {CKPT_META}; is it a vaportok-rl GRPO checkpoint?")
+        raise ExportError(
+            f"checkpoint {path}: expected head.* tensors, 'head_config' and 'tokenizer_fingerprint' "
+            f"in {CKPT_META}; is it a vaportok-rl GRPO checkpoint?"
+        )
     history = meta.get("eval_history") or []
-    summary = {"steps": meta.get("step"), "eval_history": history,
-               "initial_eval": history[0] if history else None, "final_eval": history[-1] if history else None}
+    summary = {
+        "steps": meta.get("step"),
+        "eval_history": history,
+        "initial_eval": history[0] if history else None,
+        "final_eval": history[-1] if history else None,
+    }
     return TrainedRun(
         source=path,
         state_dict=state,
@@ -209,8 +225,10 @@ def _build_head(config: HeadConfig, state_dict: dict[str, Tensor], where: str) -
     wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(expected[k].shape) != tuple(state_dict[k].shape))
     if missing or unexpected or wrong:
         shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}" for k in wrong]
-        raise ExportError(f"{where}: the weights do not fit the recorded architecture {dataclasses.asdict(config)}: "
-                          f"missing {missing}, unexpected {unexpected}, wrong shapes {shapes}")
+        raise ExportError(
+            f"{where}: the weights do not fit the recorded architecture {dataclasses.asdict(config)}: "
+            f"missing {missing}, unexpected {unexpected}, wrong shapes {shapes}"
+        )
     with torch.no_grad():
         for name, tensor in head.state_dict(keep_vars=True).items():
             source = state_dict[name]
@@ -243,8 +261,11 @@ def _reward_table(train_config: dict) -> dict[str, dict]:
         if spec is None:
             continue  # dropped in the recipe
         spec = spec or {}
-        out[label] = {"spec": spec.get("spec") or label, "weight": spec.get("weight", 1.0),
-                      "kwargs": spec.get("kwargs") or {}}
+        out[label] = {
+            "spec": spec.get("spec") or label,
+            "weight": spec.get("weight", 1.0),
+            "kwargs": spec.get("kwargs") or {},
+        }
     return out
 
 
@@ -284,8 +305,10 @@ def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torc
             x = torch.randn(n, c.num_latents, c.latent_dim, generator=generator)
             diff = (traced(x) - head(x)).abs().max().item()
             if not diff <= tolerance:
-                raise ExportError(f"--format torchscript: the traced head differs from the eager head by {diff:.3g} "
-                                  f"(> {tolerance:g}) on a batch of {n} clips; not writing {TORCHSCRIPT_FILE}")
+                raise ExportError(
+                    f"--format torchscript: the traced head differs from the eager head by {diff:.3g} "
+                    f"(> {tolerance:g}) on a batch of {n} clips; not writing {TORCHSCRIPT_FILE}"
+                )
     return traced
 
 
@@ -302,8 +325,10 @@ def _atomic_folder(out: Path, force: bool):
                     f"--out {out}: already exists and is not empty; pass --force (force=True) to replace it"
                 )
             if not _is_export(out):
-                raise ExportError(f"--out {out}: is not empty and does not hold a vaportok-rl head export "
-                                  f"({CONFIG_FILE} with format {FORMAT!r}); refusing to replace it even with --force")
+                raise ExportError(
+                    f"--out {out}: is not empty and does not hold a vaportok-rl head export "
+                    f"({CONFIG_FILE} with format {FORMAT!r}); refusing to replace it even with --force"
+                )
     with atomic_folder(out) as tmp:
         yield tmp
 
@@ -354,7 +379,7 @@ def save_pretrained(
             "temperature": head.config.temperature,
             "sampling_mode": sampling_mode,
             "output": "logits [N, K] for latents [N, K, D], already divided by the temperature; index j means "
-                      "keep k = j + 1 tokens; softmax gives P(k)",
+            "keep k = j + 1 tokens; softmax gives P(k)",
             "tokenizer_fingerprint": tokenizer_fingerprint,
             "reward_weights": {label: spec.get("weight", 1.0) for label, spec in rewards.items()},
             "rewards": rewards,
@@ -388,9 +413,16 @@ def export_run(
     head = _build_head(run.head_config, run.state_dict, f"run folder {run.source}")
     rollout = run.train_config.get("rollout") or {}
     return save_pretrained(
-        head, out, tokenizer_fingerprint=run.tokenizer_fingerprint, sampling_mode=rollout.get("mode", "sample"),
-        rewards=_reward_table(run.train_config), training=_training_summary(run), eval_results=eval_results,
-        name=Path(out).name, torchscript=torchscript, force=force,
+        head,
+        out,
+        tokenizer_fingerprint=run.tokenizer_fingerprint,
+        sampling_mode=rollout.get("mode", "sample"),
+        rewards=_reward_table(run.train_config),
+        training=_training_summary(run),
+        eval_results=eval_results,
+        name=Path(out).name,
+        torchscript=torchscript,
+        force=force,
     )
 
 
@@ -470,8 +502,10 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         f"| `{CARD_FILE}` | this card |",
     ]
     if TORCHSCRIPT_FILE in config.get("files", []):
-        lines.append(f"| `{TORCHSCRIPT_FILE}` | TorchScript trace of the head (checked against the eager head to "
-                     f"max abs diff {TORCHSCRIPT_TOLERANCE:g} at export) |")
+        lines.append(
+            f"| `{TORCHSCRIPT_FILE}` | TorchScript trace of the head (checked against the eager head to "
+            f"max abs diff {TORCHSCRIPT_TOLERANCE:g} at export) |"
+        )
     lines += [
         "",
         "## How to use",
@@ -480,7 +514,8 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         "import torch",
         "from vaportok_rl import TaildropHead, load_tokenizer",
         "",
-        f"tokenizer = load_tokenizer({tokenizer_spec!r})" if tokenizer_spec and ":" not in str(tokenizer_spec)
+        f"tokenizer = load_tokenizer({tokenizer_spec!r})"
+        if tokenizer_spec and ":" not in str(tokenizer_spec)
         else "tokenizer = ...  # the FrozenTokenizer this head was tuned on",
         f'head = TaildropHead.from_pretrained("{name}", tokenizer=tokenizer)  # checks the fingerprint',
         "",
@@ -497,7 +532,7 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
     if TORCHSCRIPT_FILE in config.get("files", []):
         lines += [
             "",
-            f"TorchScript (e.g. for libtorch): `torch.jit.load(\"{name}/{TORCHSCRIPT_FILE}\")`. It does not go "
+            f'TorchScript (e.g. for libtorch): `torch.jit.load("{name}/{TORCHSCRIPT_FILE}")`. It does not go '
             "through Python's pickle (libtorch's own reader rebuilds only tensors and TorchScript types), but it "
             "runs the TorchScript program stored in the file: load it only from sources you trust.",
         ]
@@ -514,10 +549,24 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         "",
     ]
     rows = [(k, t[k]) for k in ("tokenizer", "seed", "steps", "steps_done", "seconds") if t.get(k) is not None]
-    for group, keys in (("grpo", ("group_size", "num_iterations", "beta", "epsilon_low", "epsilon_high", "loss_type",
-                                  "scale_rewards", "reward_aggregation")),
-                        ("rollout", ("videos_per_step", "clips_per_video", "mode")),
-                        ("data", ("source", "split")), ("optim", ("lr", "schedule"))):
+    for group, keys in (
+        (
+            "grpo",
+            (
+                "group_size",
+                "num_iterations",
+                "beta",
+                "epsilon_low",
+                "epsilon_high",
+                "loss_type",
+                "scale_rewards",
+                "reward_aggregation",
+            ),
+        ),
+        ("rollout", ("videos_per_step", "clips_per_video", "mode")),
+        ("data", ("source", "split")),
+        ("optim", ("lr", "schedule")),
+    ):
         for k in keys:
             if (t.get(group) or {}).get(k) is not None:
                 rows.append((f"{group}.{k}", t[group][k]))
@@ -525,10 +574,16 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         lines += ["| setting | value |", "| --- | --- |", *[f"| {k} | {_fmt(v)} |" for k, v in rows], ""]
     rewards = config.get("rewards") or {}
     if rewards:
-        lines += ["Rewards (see `docs/rewards.md`):", "", "| label | plugin | weight | kwargs |",
-                  "| --- | --- | --- | --- |"]
-        lines += [f"| {label} | `{r.get('spec')}` | {_fmt(r.get('weight'))} | {_fmt(r.get('kwargs') or {})} |"
-                  for label, r in rewards.items()]
+        lines += [
+            "Rewards (see `docs/rewards.md`):",
+            "",
+            "| label | plugin | weight | kwargs |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {label} | `{r.get('spec')}` | {_fmt(r.get('weight'))} | {_fmt(r.get('kwargs') or {})} |"
+            for label, r in rewards.items()
+        ]
         lines.append("")
     else:
         lines += ["No reward configuration was recorded.", ""]
@@ -553,15 +608,22 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
     table = _eval_report_table(report)
     extra = {} if table else _flat_numbers(report)
     if table:
-        lines += ["Against budgeted allocators and the oracle (`vaportok-rl eval`, passed with `--eval-json`):", "",
-                  table, ""]
+        lines += [
+            "Against budgeted allocators and the oracle (`vaportok-rl eval`, passed with `--eval-json`):",
+            "",
+            table,
+            "",
+        ]
     elif extra:
         lines += ["Additional evaluation (`--eval-json`):", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in extra.items()]
         lines.append("")
     if not final and not extra and not table:
-        lines += ["No held-out evaluation was recorded for this run (set `eval.num_videos` > 0 when training, or "
-                  "pass `--eval-json` to `vaportok-rl export`).", ""]
+        lines += [
+            "No held-out evaluation was recorded for this run (set `eval.num_videos` > 0 when training, or "
+            "pass `--eval-json` to `vaportok-rl export`).",
+            "",
+        ]
     lines += [
         "## Limitations",
         "",
@@ -583,8 +645,11 @@ def _export_folder(path: str | os.PathLike) -> Path:
     if not p.is_dir():
         raise ExportError(f"head export {p}: not found (expected a folder written by `vaportok-rl export`)")
     if not (p / CONFIG_FILE).is_file():
-        hint = (f"; it looks like a training run folder: export it first with `vaportok-rl export {p} --out DIR`"
-                if (p / RUN_HEAD).is_file() else "")
+        hint = (
+            f"; it looks like a training run folder: export it first with `vaportok-rl export {p} --out DIR`"
+            if (p / RUN_HEAD).is_file()
+            else ""
+        )
         raise ExportError(f"head export {p}: no {CONFIG_FILE}{hint}")
     return p
 
@@ -598,8 +663,10 @@ def load_export_config(path: str | os.PathLike) -> dict:
         raise ExportError(f"head export {folder}: {CONFIG_FILE} has format {found!r}, expected {FORMAT!r}")
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ExportError(f"head export {folder}: format_version {version!r}; this vaportok-rl reads up to "
-                          f"{FORMAT_VERSION} (upgrade vaportok-rl)")
+        raise ExportError(
+            f"head export {folder}: format_version {version!r}; this vaportok-rl reads up to "
+            f"{FORMAT_VERSION} (upgrade vaportok-rl)"
+        )
     return config
 
 
@@ -619,8 +686,10 @@ def load_head(path: str | os.PathLike, tokenizer: Any = None, force: bool = Fals
     weights = folder / WEIGHTS_FILE
     expected = config.get("weights_sha256")
     if expected and weights.is_file() and _sha256(weights) != expected:
-        raise ExportError(f"head export {folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in {CONFIG_FILE} "
-                          f"({expected[:12]}…); the file is corrupted or was replaced")
+        raise ExportError(
+            f"head export {folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in {CONFIG_FILE} "
+            f"({expected[:12]}…); the file is corrupted or was replaced"
+        )
     state = _read_safetensors(weights, f"head export {folder}")
     return _build_head(head_config, state, f"head export {folder}")
 
@@ -629,19 +698,25 @@ def _check_tokenizer(folder: Path, config: dict, head_config: HeadConfig, tokeni
     expected = config.get("tokenizer_fingerprint")
     actual = tokenizer if isinstance(tokenizer, str) else getattr(tokenizer, "fingerprint", None)
     if actual is None:
-        raise ExportError(f"head export {folder}: the tokenizer {type(tokenizer).__name__} has no `fingerprint`; "
-                          f"pass a FrozenTokenizer, its fingerprint string, or tokenizer=None to skip the check")
+        raise ExportError(
+            f"head export {folder}: the tokenizer {type(tokenizer).__name__} has no `fingerprint`; "
+            f"pass a FrozenTokenizer, its fingerprint string, or tokenizer=None to skip the check"
+        )
     if not isinstance(tokenizer, str):
         shape = (getattr(tokenizer, "num_latents", None), getattr(tokenizer, "latent_dim", None))
         if shape != (head_config.num_latents, head_config.latent_dim):
-            raise ExportError(f"head export {folder}: the head reads latents [K, D] = "
-                              f"[{head_config.num_latents}, {head_config.latent_dim}] but the tokenizer gives "
-                              f"[{shape[0]}, {shape[1]}]; no force can make them fit")
+            raise ExportError(
+                f"head export {folder}: the head reads latents [K, D] = "
+                f"[{head_config.num_latents}, {head_config.latent_dim}] but the tokenizer gives "
+                f"[{shape[0]}, {shape[1]}]; no force can make them fit"
+            )
     if str(actual) == str(expected):
         return
-    message = (f"head export {folder} was tuned on the tokenizer with fingerprint {expected}, but the given "
-               f"tokenizer's fingerprint is {actual}: its frozen weights differ, so the head's decisions are "
-               f"meaningless for it")
+    message = (
+        f"head export {folder} was tuned on the tokenizer with fingerprint {expected}, but the given "
+        f"tokenizer's fingerprint is {actual}: its frozen weights differ, so the head's decisions are "
+        f"meaningless for it"
+    )
     if not force:
         raise FingerprintMismatchError(message + ". Pass force=True (CLI: --force) to load it anyway.")
     warnings.warn(message + " (loaded anyway: force=True).", UserWarning, stacklevel=3)
@@ -654,19 +729,28 @@ def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vaportok-rl export",
         description="Export a tuned taildrop head: model.safetensors + config.json + README.md (model card). "
-                    "Load it with TaildropHead.from_pretrained(OUT, tokenizer=...).",
+        "Load it with TaildropHead.from_pretrained(OUT, tokenizer=...).",
     )
-    parser.add_argument("run_dir", help="a finished `vaportok-rl train` folder (log.output_dir), or one of its "
-                                        "checkpoints/step-NNNNNN folders")
+    parser.add_argument(
+        "run_dir",
+        help="a finished `vaportok-rl train` folder (log.output_dir), or one of its checkpoints/step-NNNNNN folders",
+    )
     parser.add_argument("--out", required=True, help="export folder to write (created; written atomically)")
-    parser.add_argument("--format", choices=["safetensors", "torchscript"], default="safetensors",
-                        help="'torchscript' also writes head.torchscript.pt, checked against the eager head "
-                             f"(max abs diff <= {TORCHSCRIPT_TOLERANCE:g}) before it is written")
+    parser.add_argument(
+        "--format",
+        choices=["safetensors", "torchscript"],
+        default="safetensors",
+        help="'torchscript' also writes head.torchscript.pt, checked against the eager head "
+        f"(max abs diff <= {TORCHSCRIPT_TOLERANCE:g}) before it is written",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing export folder at --out")
-    parser.add_argument("--eval-json", metavar="FILE",
-                        help="evaluation numbers to include in config.json and the model card: the eval.json "
-                             "that `vaportok-rl eval --head OUT` writes (its table goes into the card), or any JSON "
-                             "object of metrics")
+    parser.add_argument(
+        "--eval-json",
+        metavar="FILE",
+        help="evaluation numbers to include in config.json and the model card: the eval.json "
+        "that `vaportok-rl eval --head OUT` writes (its table goes into the card), or any JSON "
+        "object of metrics",
+    )
     args = parser.parse_args(argv)
     try:
         eval_results = None
@@ -674,8 +758,13 @@ def cli(argv: list[str] | None = None) -> int:
             eval_results = _read_json(Path(args.eval_json), "--eval-json")
             if not isinstance(eval_results, dict):
                 raise ExportError(f"--eval-json {args.eval_json}: expected a JSON object of metrics")
-        out = export_run(args.run_dir, args.out, torchscript=args.format == "torchscript", force=args.force,
-                         eval_results=eval_results)
+        out = export_run(
+            args.run_dir,
+            args.out,
+            torchscript=args.format == "torchscript",
+            force=args.force,
+            eval_results=eval_results,
+        )
     except ExportError as error:
         print(f"vaportok-rl export: error: {error}", file=sys.stderr)
         return 2

@@ -481,8 +481,10 @@ def cli(argv: list[str] | None = None) -> int:
     for folder in missing:
         print(f"\nwarning: plugin folder {folder!r} does not exist")
     if examples:
-        print("\nExample plugins shipped with vaportok-rl (use the dotted spec below, or add their folder "
-              f"{_examples_folder()} to plugin_paths and use the file name)\n")
+        print(
+            "\nExample plugins shipped with vaportok-rl (use the dotted spec below, or add their folder "
+            f"{_examples_folder()} to plugin_paths and use the file name)\n"
+        )
         print(_table(_entry_rows(examples, errors), header))
     if used:
         print(f"\nRewards of {args.recipe} (loaded and validated as training would)\n")
@@ -498,6 +500,8 @@ def cli(argv: list[str] | None = None) -> int:
         print("\nErrors:")
         for i, message in enumerate(errors, 1):
             print(f"  #{i}: {message}")
-    print("\nNEEDS is what the rollout computes for the plugin: 'reconstructions' (decode every truncation), "
-          "'prior_correct' (one AR-prior pass per clip); '-' = keep counts, videos and complexity only.")
+    print(
+        "\nNEEDS is what the rollout computes for the plugin: 'reconstructions' (decode every truncation), "
+        "'prior_correct' (one AR-prior pass per clip); '-' = keep counts, videos and complexity only."
+    )
     return 1 if any(u["error"] for u in used) else 0
