@@ -29,6 +29,7 @@ from vaportok_rl.evaluation import (
     shared_lpips,
 )
 from vaportok_rl.metrics import lpips_video
+from vaportok_rl.rate_quality import CURVE_KEYS
 from vaportok_rl.rollout import encode_videos
 from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 
@@ -197,8 +198,8 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     report = json.loads(stdout)  # stdout holds the JSON and nothing else
     assert report == json.loads((out / "eval.json").read_text())
 
-    assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "plots", "timing_s"}
-    assert report["schema"] == "vaportok-eval/1"
+    assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "rate_quality", "plots", "timing_s"}
+    assert report["schema"] == "vaportok-eval/2"
     assert set(report["setup"]) == SETUP
     assert set(report["setup"]["oracle"]) == {"solver", "metric", "ilp_fallbacks", "unproven"}
     s = report["setup"]
@@ -207,7 +208,8 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     assert s["allocators"] == ["fixed", "bithr", "bidelta", "ilp", "fast"] and s["modes"] == ["argmax", "pre_argmax"]
 
     at = report["at_budget"]
-    assert set(at) == {"policy", "allocators", "oracle"}
+    assert set(at) == {"policy", "allocators", "oracle", "oracles"}
+    assert set(at["oracles"]) == {"psnr", "mse"} and at["oracles"]["psnr"] == at["oracle"]  # no LPIPS: no LPIPS oracle
     assert set(at["policy"]) == {"argmax", "pre_argmax"}
     assert set(at["allocators"]) == {"fixed", "bithr", "bidelta", "ilp", "fast"}
     for rec in [*at["policy"].values(), *at["allocators"].values(), at["oracle"]]:
@@ -226,8 +228,18 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     assert set(pc["tokens"]) == {"policy/argmax", "policy/pre_argmax", "oracle"} | {
         f"allocators/{n}" for n in at["allocators"]
     }
-    assert set(report["timing_s"]) == {"encode", "head_scorer", "oracle_scorer", "allocate", "metrics", "total"}
-    assert set(report["plots"]) == {"rd_psnr", "rd_lpips", "tokens_vs_complexity", "token_hist"}
+    rq = report["rate_quality"]
+    assert set(rq) == {"budgets", "curves", "own", "fixed"} and rq["budgets"] == sweep["budgets"]
+    assert set(rq["curves"]) == {"fixed", "oracle", "head", "search"} | set(at["allocators"])
+    for curve in rq["curves"].values():
+        assert len(curve) == 8 and all(set(p) == set(CURVE_KEYS) for p in curve)
+    # the yardstick never beats itself (0 where its curve rises; < 0 where a smaller k already reached that PSNR)
+    assert all(p["tokens_saved"] <= 1e-9 for p in rq["curves"]["fixed"])
+    assert all(p["tokens_saved"] >= -1e-9 for p in rq["curves"]["oracle"])  # and the oracle never loses to it
+    assert set(rq["own"]) == {"head/argmax", "head/pre_argmax"} | {f"allocators/{n}" for n in at["allocators"]}
+    timing = {"encode", "head_scorer", "oracle_scorer", "allocate", "rate_quality", "metrics", "total"}
+    assert set(report["timing_s"]) == timing
+    assert set(report["plots"]) == {"rd_psnr", "rd_lpips", "tokens_vs_complexity", "token_hist", "rate_quality"}
     for path in report["plots"].values():
         assert Path(path).is_file() and Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -254,7 +266,12 @@ def test_folder_of_mp4_files_evaluates_end_to_end(tiny_path, mp4_folder, tmp_pat
     ]
     rc, stdout, stderr = run_cli(argv, capsys)
     assert rc == 0, stderr
-    assert "| head argmax |" in stdout and "| oracle (fast, true mse) |" in stdout and "bithr (head scorer) *" in stdout
+    assert (
+        "| head argmax |" in stdout
+        and "| oracle (fast, true psnr) |" in stdout
+        and "| oracle (fast, true mse) |" in stdout
+        and "bithr (head scorer) *" in stdout
+    )
     report = json.loads((out / "eval.json").read_text())
     s = report["setup"]
     assert (s["videos"], s["clips"], s["budget"], s["budget_source"], s["split"]) == (3, 6, 5.0, "given", None)

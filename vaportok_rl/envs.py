@@ -211,7 +211,7 @@ class TaildropEnv(gym.Env):
                     f"data {str(data)!r}: the built-in video sources give square RGB clips, but the "
                     f"tokenizer's clip_shape is {self.clip_shape}; pass a tensor or a callable instead"
                 )
-            if str(data) in ("synthetic", "textures"):
+            if str(data) in ("synthetic", "textures", "mixed"):
                 return str(data), None
             if not Path(data).is_dir():
                 raise ValueError(
@@ -345,8 +345,8 @@ class TaildropEnv(gym.Env):
             )
             parts, total = {}, 0.0
             for label, (plugin, weight) in self.rewards.items():
-                value = check_reward_output(plugin, plugin(rollout), 1, 1)
-                parts[label] = float(value[0, 0])
+                value = check_reward_output(plugin, plugin(rollout), 1, 1, L)
+                parts[label] = float(value[0, 0].mean())  # a per-clip reward's path value: mean over L
                 total += weight * parts[label]
         return float(total), parts
 

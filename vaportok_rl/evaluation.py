@@ -47,6 +47,7 @@ from vaportok_rl.allocators import ALLOCATORS, Allocation, allocate
 from vaportok_rl.complexity import complexity
 from vaportok_rl.metrics import LPIPS_MIN_SIDE, LPIPSMetric, spearman, ssim
 from vaportok_rl.policy import TaildropPolicy, check_mode
+from vaportok_rl.rate_quality import head_logits, rate_quality
 from vaportok_rl.tokenizer.head import TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, prior_accuracy
 
@@ -69,7 +70,7 @@ __all__ = [
     "write_plots",
 ]
 
-SCHEMA = "vaportok-eval/1"
+SCHEMA = "vaportok-eval/2"
 HELDOUT_SEED = 1_000_003
 """The held-out seed shared with ``tokenizer-report`` (pretraining and GRPO draw from other seeds)."""
 DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
@@ -91,8 +92,8 @@ RECORD_KEYS = (
     "spearman_tc",
 )
 """The keys of every metric record (a sweep record has ``budget`` too)."""
-TIMING_KEYS = ("encode", "head_scorer", "oracle_scorer", "allocate", "metrics", "total")
-PLOTS = ("rd_psnr", "rd_lpips", "tokens_vs_complexity", "token_hist")
+TIMING_KEYS = ("encode", "head_scorer", "oracle_scorer", "allocate", "rate_quality", "metrics", "total")
+PLOTS = ("rd_psnr", "rd_lpips", "tokens_vs_complexity", "token_hist", "rate_quality")
 HEAD_ILP_OPTIONS = {"mip_rel_gap": 1e-4, "time_limit": 10.0}
 """``ilp`` on the head's scores: HiGHS's default relative gap and a time limit. The head's CDFs can be nearly
 linear (many near-ties), where proving a gap of exactly 0 takes HiGHS minutes for a 1e-4 difference in a proxy
@@ -190,7 +191,7 @@ class DistortionScorer:
         N = len(encoded)
         rows = np.repeat(np.arange(N), len(grid))
         ks = np.tile(grid, N)
-        cache.ensure(rows, ks, lpips=self.metric == "lpips")
+        cache.ensure(rows, ks, lpips=self.metric == "lpips", ssim=self.metric == "ssim")
         if self.metric == "mse":
             return -cache.mse[:, grid]
         if self.metric == "psnr":
@@ -223,8 +224,9 @@ def _psnr_np(mse: np.ndarray) -> np.ndarray:
 class CandidateMetrics:
     """Reconstruction metrics per (clip n, keep count k), computed on demand and memoised.
 
-    ``ensure(rows, ks, lpips)`` decodes each missing pair once (batches of ``chunk`` clips, sorted by clip),
-    clamps it to [0, 1] and records MSE and SSIM, and LPIPS when asked. LPIPS is the real AlexNet LPIPS of
+    ``ensure(rows, ks, lpips, ssim)`` decodes each missing pair once (batches of ``chunk`` clips, sorted by clip),
+    clamps it to [0, 1] and records MSE, and SSIM and LPIPS when asked (a pair asked again for a metric it lacks
+    is decoded again). LPIPS is the real AlexNet LPIPS of
     :func:`vaportok_rl.metrics.lpips_video` (mean over frames; frames upsampled to >= 64 px), computed with the
     reference clip's features shared by all its candidates. ``mse`` / ``ssim`` / ``lpips`` are ``[N, K + 1]``
     arrays (column k; NaN where not computed).
@@ -251,24 +253,26 @@ class CandidateMetrics:
         self.ssim = np.full((N, K + 1), np.nan)
         self.lpips = np.full((N, K + 1), np.nan)
         self._done = np.zeros((N, K + 1), dtype=bool)
+        self._done_ssim = np.zeros((N, K + 1), dtype=bool)
         self._done_lpips = np.zeros((N, K + 1), dtype=bool)
         h, w = clips.shape[-2:]
         self._ssim_ok = min(h, w) >= SSIM_MIN_SIDE
         self.decodes = 0
 
     @torch.no_grad()
-    def ensure(self, rows: np.ndarray, ks: np.ndarray, lpips: bool = False) -> None:
+    def ensure(self, rows: np.ndarray, ks: np.ndarray, lpips: bool = False, ssim: bool = False) -> None:
         rows, ks = np.asarray(rows, dtype=np.int64).ravel(), np.asarray(ks, dtype=np.int64).ravel()
         if lpips and self.lpips_metric is None:
             raise ValueError("CandidateMetrics: LPIPS requested but no lpips_metric was given")
+        ssim = ssim and self._ssim_ok
         flat = np.unique(rows * (self.num_latents + 1) + ks)  # sorted: by clip, then k
         r, k = np.divmod(flat, self.num_latents + 1)
-        todo = ~self._done[r, k] | (lpips & ~self._done_lpips[r, k])
+        todo = ~self._done[r, k] | (lpips & ~self._done_lpips[r, k]) | (ssim & ~self._done_ssim[r, k])
         r, k = r[todo], k[todo]
         for i in range(0, len(r), self.chunk):
-            self._compute(r[i : i + self.chunk], k[i : i + self.chunk], lpips)
+            self._compute(r[i : i + self.chunk], k[i : i + self.chunk], lpips, ssim)
 
-    def _compute(self, r: np.ndarray, k: np.ndarray, lpips: bool) -> None:
+    def _compute(self, r: np.ndarray, k: np.ndarray, lpips: bool, with_ssim: bool) -> None:
         dev = self.clips.device
         rt = torch.from_numpy(r).to(dev)
         keep = torch.from_numpy(k).to(dev)
@@ -276,8 +280,9 @@ class CandidateMetrics:
         self.decodes += len(r)
         ref = self.clips[rt].float()
         self.mse[r, k] = (rec - ref).pow(2).flatten(1).mean(1).double().cpu().numpy()
-        if self._ssim_ok:
+        if with_ssim:
             self.ssim[r, k] = ssim(rec, ref).double().cpu().numpy()
+            self._done_ssim[r, k] = True
         self._done[r, k] = True
         if lpips:
             self.lpips[r, k] = self._lpips(rec, r)
@@ -305,7 +310,7 @@ class CandidateMetrics:
         """Per-clip metrics of one allocation (keep [N] in 1..K): mse, psnr, ssim, lpips arrays [N]."""
         keep = np.asarray(keep, dtype=np.int64)
         rows = np.arange(len(keep))
-        self.ensure(rows, keep, lpips=lpips)
+        self.ensure(rows, keep, lpips=lpips, ssim=True)
         mse = self.mse[rows, keep]
         return {
             "mse": mse,
@@ -386,8 +391,9 @@ def evaluate(
     seed: int = HELDOUT_SEED,
     baselines: Sequence[str] = BASELINES,
     oracle: str = "fast",
-    oracle_metric: str = "mse",
+    oracle_metric: str = "psnr",
     sweep_budgets: Sequence[float] | None = None,
+    full_table: bool = True,
     chunk: int = 256,
     lpips_metric: LPIPSMetric | None = None,
     info: dict | None = None,
@@ -401,11 +407,17 @@ def evaluate(
     ``k_grid`` (default :func:`default_k_grid`) at ``budget`` mean tokens per clip (default: the head's own argmax
     mean token count; ``ilp`` there runs with ``HEAD_ILP_OPTIONS``). The oracle runs ``oracle`` ("fast" -- with
     a gap-0 ILP fallback when not certified -- or "ilp") on the :class:`DistortionScorer` (``oracle_metric``,
-    default MSE) at the same budget. ``modes``: the head's policy
-    points (``argmax``, ``pre_argmax``, ``sample``; the sampled ones draw from a generator seeded with ``seed``).
+    default PSNR: the best *mean per-clip PSNR*, the quality the table reports) at the same budget; the oracles
+    on the other metrics (-MSE, i.e. total MSE; -LPIPS when ``lpips``) are reported beside it. ``modes``: the
+    head's policy points (``argmax``, ``pre_argmax``, ``sample``; the sampled ones draw from a generator seeded
+    with ``seed``).
     ``sweep_budgets`` (default :func:`default_budgets`): the rate–distortion sweep; every baseline (and the
-    headline allocator) and the oracle at each. ``info``: extra ``setup`` entries (data source, ...).
-    Returns the report (schema ``vaportok-eval/1``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
+    headline allocator) and the oracle at each. ``full_table``: decode every clip at every k (N·K decodes) for
+    ``report["rate_quality"]`` (:func:`vaportok_rl.rate_quality.rate_quality`): tokens saved against Fixed at
+    equal mean PSNR and the share of the PSNR oracle's savings, for the head through its price knob, each
+    allocator, the search chooser and the oracle, at every sweep budget. ``info``: extra ``setup`` entries (data
+    source, ...).
+    Returns the report (schema ``vaportok-eval/2``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
     """
     started = time.perf_counter()
     timing: dict[str, float] = {}
@@ -514,9 +526,31 @@ def evaluate(
     t0 = lap("allocate", t0)
     say(f"allocated: {len(allocators)} allocators + oracle at the budget and at {len(budgets)} sweep budgets")
 
+    # ---- the other oracles at the budget (mean PSNR, total MSE, mean LPIPS): which quality is maximised matters
+    other_oracles = {}
+    for metric in ("psnr", "mse", *(("lpips",) if lpips else ())):
+        if metric != oracle_metric:
+            q = DistortionScorer(metric, chunk=chunk)(tokenizer, encoded, clips, grid, cache=cache)
+            other_oracles[metric] = grid[_oracle(q, grid, budget, oracle)[0].choice]
+
+    # ---- the rate–quality comparison on the full PSNR table (every clip at every k, each decoded once)
+    rq = None
+    if full_table:
+        cache.ensure(np.repeat(np.arange(N), K), np.tile(np.arange(1, K + 1), N))
+        own = {f"head/{mode}": keep for mode, keep in ((m, keeps[f"policy/{m}"]) for m in modes)}
+        rq = rate_quality(
+            _psnr_np(cache.mse[:, 1:]),
+            budgets,
+            head_logits=head_logits(head, latents, chunk),
+            allocations={name: sweep_keep[name] for name in allocators},
+            own={**own, **{f"allocators/{n}": k for n, k in at_alloc.items()}},
+        )
+        t0 = lap("rate_quality", t0)
+        say(f"rate–quality on the full table ({N} x {K} pairs)")
+
     # ---- metrics (LPIPS for every pair any allocation uses, in one pass)
     if lpips:
-        every = [*keeps.values(), *at_alloc.values(), grid[oracle_alloc.choice]]
+        every = [*keeps.values(), *at_alloc.values(), grid[oracle_alloc.choice], *other_oracles.values()]
         every += [k for ks in sweep_keep.values() for k in ks]
         cache.ensure(np.tile(np.arange(N), len(every)), np.concatenate(every), lpips=True)
 
@@ -543,6 +577,7 @@ def evaluate(
         "policy": {mode: record(keeps[f"policy/{mode}"]) for mode in modes},
         "allocators": {name: record(at_alloc[name]) for name in allocators},
         "oracle": record(oracle_keep),
+        "oracles": {oracle_metric: record(oracle_keep), **{m: record(k) for m, k in other_oracles.items()}},
     }
     sweep = {
         "budgets": budgets,
@@ -591,6 +626,7 @@ def evaluate(
             "tc": tc.tolist(),
             "tokens": {name: k.astype(int).tolist() for name, k in per_clip_tokens.items()},
         },
+        "rate_quality": rq,
         "plots": {},
         "timing_s": {k: timing.get(k, 0.0) for k in TIMING_KEYS},
     }
@@ -728,9 +764,63 @@ def _hist_plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+_RQ_STYLE = {"head": ("tab:red", "*"), "oracle": ("black", "."), "search": ("tab:cyan", "x"), **_STYLE}
+
+
+def _rq_label(name: str) -> str:
+    return {
+        "head": "head (price knob)",
+        "oracle": "oracle (max mean PSNR)",
+        "search": "search (binary, per clip)",
+    }.get(name, _alloc_label(name))
+
+
+def _rate_quality_plot(report: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rq = report["rate_quality"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
+    if rq is None:
+        left.text(0.5, 0.5, "no full table (full_table=False)", ha="center", va="center", transform=left.transAxes)
+    else:
+        for name, points in rq["curves"].items():
+            color, marker = _RQ_STYLE.get(name, ("tab:brown", "o"))
+            ls = "--" if name == "oracle" else "-"
+            xs, ys = [p["tokens"] for p in points], [p["psnr"] for p in points]
+            left.plot(xs, ys, color=color, marker=marker, ls=ls, lw=1.5, ms=6, label=_rq_label(name))
+            right.plot(
+                [p["budget"] for p in points],
+                [100 * p["tokens_saved"] for p in points],
+                color=color,
+                marker=marker,
+                ls=ls,
+                lw=1.5,
+                ms=6,
+                label=_rq_label(name),
+            )
+        for name, p in rq["own"].items():
+            if name.startswith("head/"):
+                left.scatter([p["tokens"]], [p["psnr"]], s=200, marker="*", color="gold", edgecolor="black", zorder=5)
+                left.annotate(name, (p["tokens"], p["psnr"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+        right.axhline(0, color="0.4", lw=0.9)
+    left.set_xlabel("mean tokens per clip")
+    left.set_ylabel("mean per-clip PSNR (dB) ↑")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower right")
+    right.set_xlabel("budget (mean tokens per clip)")
+    right.set_ylabel("tokens saved vs Fixed at equal PSNR (%) ↑")
+    right.grid(alpha=0.3)
+    right.set_xscale("log", base=2)
+    fig.suptitle(f"rate–quality — {_title(report)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_plots(report: dict, out: str | os.PathLike) -> dict[str, str]:
-    """Write ``rd_psnr.png``, ``rd_lpips.png``, ``tokens_vs_complexity.png``, ``token_hist.png`` into ``out``
-    (matplotlib Agg) and record their paths in ``report["plots"]``; returns that mapping."""
+    """Write ``rd_psnr.png``, ``rd_lpips.png``, ``tokens_vs_complexity.png``, ``token_hist.png`` and
+    ``rate_quality.png`` into ``out`` (matplotlib Agg) and record their paths in ``report["plots"]``; returns
+    that mapping."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -741,6 +831,7 @@ def write_plots(report: dict, out: str | os.PathLike) -> dict[str, str]:
     _rd_plot(report, "lpips", "LPIPS ↓", paths["rd_lpips"])
     _complexity_plot(report, paths["tokens_vs_complexity"])
     _hist_plot(report, paths["token_hist"])
+    _rate_quality_plot(report, paths["rate_quality"])
     report["plots"] = {name: str(p) for name, p in paths.items()}
     return report["plots"]
 
@@ -755,7 +846,8 @@ def format_table(report: dict) -> str:
     s, at = report["setup"], report["at_budget"]
     rows = [(f"head {m}", r) for m, r in at["policy"].items()]
     rows += [(_alloc_label(n) + (" *" if n == s["allocator"] else ""), r) for n, r in at["allocators"].items()]
-    rows.append((f"oracle ({s['oracle']['solver']}, true {s['oracle']['metric']})", at["oracle"]))
+    oracles = at.get("oracles") or {s["oracle"]["metric"]: at["oracle"]}
+    rows += [(f"oracle ({s['oracle']['solver']}, true {metric})", r) for metric, r in oracles.items()]
     held_out = f"{s['split']} split, seed {s['seed']}" if s["split"] else f"seed {s['seed']}"
     lines = [
         f"eval  head={s['head']}  data={s['data']} ({held_out})  clips={s['clips']}  K={s['num_latents']}  "
@@ -778,8 +870,41 @@ def format_table(report: dict) -> str:
             d = None if h["psnr"] is None or r["psnr"] is None else h["psnr"] - r["psnr"]
             parts.append(f"{name} {_f(d, '+.3f')} dB")
         lines += ["", "head argmax PSNR minus: " + ", ".join(parts)]
+    if report.get("rate_quality"):
+        lines += ["", format_rate_quality(report["rate_quality"])]
     if report.get("plots"):
         lines += ["", "plots: " + ", ".join(report["plots"].values())]
+    return "\n".join(lines)
+
+
+def format_rate_quality(rq: dict) -> str:
+    """Markdown: tokens saved vs Fixed at equal mean PSNR (and the share of the oracle's savings) per chooser and
+    budget, then each chooser at its own budget."""
+    budgets = rq["budgets"]
+    lines = [
+        "tokens saved vs Fixed at equal mean PSNR (share of the PSNR oracle's savings at the same tokens)",
+        "",
+        "| chooser | " + " | ".join(f"budget {b:g}" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for name, points in rq["curves"].items():
+        cells = []
+        for p in points:
+            share = "" if name in ("fixed", "oracle") or p["oracle_share"] is None else f" ({p['oracle_share']:.0%})"
+            cells.append(f"{p['psnr']:.2f} dB @ {p['tokens']:.1f}: {_f(p['tokens_saved'], '+.1%')}{share}")
+        decodes = f" [{points[0]['decodes_per_clip']:.1f} decodes/clip]" if name == "search" else ""
+        lines.append(f"| {_rq_label(name)}{decodes} | " + " | ".join(cells) + " |")
+    if rq["own"]:
+        lines += [
+            "",
+            "| at its own budget | tokens | PSNR dB | saved vs Fixed | oracle saves | share |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, p in rq["own"].items():
+            lines.append(
+                f"| {name} | {p['tokens']:.2f} | {p['psnr']:.3f} | {_f(p['tokens_saved'], '+.1%')} | "
+                f"{_f(p['oracle_saved'], '.1%')} | {_f(p['oracle_share'], '.0%')} |"
+            )
     return "\n".join(lines)
 
 

@@ -3,8 +3,14 @@
 One "path" is one sample of the policy for one video: a truncation decision (how many tokens to keep)
 for each of its L clips. A batch holds B videos, G sampled paths per video (the group).
 
-    rewards [B, G, R] ──compute_advantages──► advantages [B, G]
+    rewards [B, G, R] ──compute_advantages──► advantages [B, G]          (path credit)
+    rewards [B, G, L, R] ──compute_advantages──► advantages [B, G, L]    (decision credit)
     logp, old_logp, ref_logp [B, G, L] + advantages ──grpo_loss──► scalar loss, metrics
+
+With *path credit* (the paper's) every decision of a path shares the path's advantage. With *decision credit*
+each clip's decision is scored by its own rewards against the G decisions drawn for the same clip, so the L
+decisions of a path no longer blur each other's credit; rewards that do not decompose over clips are
+broadcast to every clip of their path.
 
 The loss follows TRL's ``GRPOTrainer`` (decisions play the role of tokens): DAPO's asymmetric clipping
 (``epsilon_low`` / ``epsilon_high``), the k3 KL estimator against a frozen reference policy, and the three
@@ -47,7 +53,8 @@ def grpo_loss(
         old_logp: [B, G, L] the same under the policy that sampled them (treated as constant).
         ref_logp: [B, G, L] the same under the frozen reference policy (constant); may be ``None``
             when ``beta == 0``.
-        advantages: [B, G] one advantage per path, shared by all its L decisions.
+        advantages: [B, G] one advantage per path, shared by all its L decisions (path credit), or
+            [B, G, L] one per decision (decision credit).
         mask: optional [B, G, L] bool, True = a real decision. Masked entries of the log-prob tensors may
             hold anything (padding, even inf/NaN): they add nothing to the loss, its gradient or metrics.
         epsilon_low, epsilon_high: the ratio is clipped to ``[1 - epsilon_low, 1 + epsilon_high]``.
@@ -78,7 +85,11 @@ def grpo_loss(
         raise ValueError(f"logp: expected shape [B, G, L] (3 dims), got {tuple(logp.shape)}")
     B, G, L = logp.shape
     _check_shape("old_logp", old_logp, (B, G, L), "[B, G, L]")
-    _check_shape("advantages", advantages, (B, G), "[B, G]")
+    if advantages.ndim == 2:
+        _check_shape("advantages", advantages, (B, G), "[B, G]")
+        advantages = advantages.unsqueeze(-1)  # [B, G, 1], shared by the path's L decisions
+    else:
+        _check_shape("advantages", advantages, (B, G, L), "[B, G] or [B, G, L]")
     if ref_logp is not None:
         _check_shape("ref_logp", ref_logp, (B, G, L), "[B, G, L]")
     elif beta != 0:
@@ -96,7 +107,7 @@ def grpo_loss(
         mask = torch.ones(B, G, L, dtype=torch.bool, device=logp.device)  # [B, G, L]
     logp = logp.masked_fill(~mask, 0.0)  # [B, G, L]
     old_logp = old_logp.detach().masked_fill(~mask, 0.0)  # [B, G, L]
-    advantages = advantages.detach().to(logp.dtype).unsqueeze(-1)  # [B, G, 1], shared by the path's L decisions
+    advantages = advantages.detach().to(logp.dtype)  # [B, G, 1] or [B, G, L]
     m = mask.to(logp.dtype)  # [B, G, L]
 
     # ---- clipped surrogate objective
@@ -154,7 +165,8 @@ def compute_advantages(
     """Group-relative advantages from several reward functions.
 
     Args:
-        rewards: [B, G, R] one column per reward function (G >= 2 samples per group, all finite).
+        rewards: [B, G, R] one column per reward function (G >= 2 samples per group, all finite), or
+            [B, G, L, R] one value per decision (decision credit): each clip (b, l) is its own group of G.
         weights: [R] one weight per reward function.
         scale_rewards: what the centred reward is divided by: ``"group"`` its group's std, ``"batch"`` the
             std over the whole batch (B·G values, TRL's behaviour; the mean is still the group's), ``"none"``
@@ -173,17 +185,20 @@ def compute_advantages(
 
     Every std is the unbiased (Bessel-corrected, divide by n - 1) one, ``torch.std``'s default, as TRL.
 
+    ``"batch"`` with ``"sum_then_normalize"`` gives every clip the same exchange rate between the rewards (one
+    price per token across the batch, as the oracle's Lagrangian); ``"group"`` gives each group its own.
+
     Returns:
-        advantages [B, G] (float; the dtype of ``rewards`` if floating, else float32).
+        advantages [B, G] (or [B, G, L]; float; the dtype of ``rewards`` if floating, else float32).
     """
     # ---- validation
     if scale_rewards not in SCALE_REWARDS:
         raise ValueError(f"scale_rewards: expected one of {SCALE_REWARDS}, got {scale_rewards!r}")
     if reward_aggregation not in REWARD_AGGREGATIONS:
         raise ValueError(f"reward_aggregation: expected one of {REWARD_AGGREGATIONS}, got {reward_aggregation!r}")
-    if rewards.ndim != 3:
-        raise ValueError(f"rewards: expected shape [B, G, R] (3 dims), got {tuple(rewards.shape)}")
-    B, G, R = rewards.shape
+    if rewards.ndim not in (3, 4):
+        raise ValueError(f"rewards: expected shape [B, G, R] or [B, G, L, R], got {tuple(rewards.shape)}")
+    G, R = rewards.shape[1], rewards.shape[-1]
     if G < 2:
         raise ValueError(f"rewards: expected G >= 2 samples per group (shape [B, G, R]), got G={G}")
     if not rewards.is_floating_point():
@@ -198,17 +213,20 @@ def compute_advantages(
     if not eps >= 0:
         raise ValueError(f"eps: expected a non-negative number, got {eps!r}")
 
-    def normalize(x: Tensor) -> Tensor:  # [B, G, ...] -> [B, G, ...], over G (or B·G for "batch")
+    decision = rewards.ndim == 4  # [B, G, L, R]: every (b, l) is a group of G
+
+    def normalize(x: Tensor) -> Tensor:  # [B, G, (L,) (R)] -> same, over G (or every value for "batch")
         centred = x - x.mean(dim=1, keepdim=True)
         if scale_rewards == "group":
             return centred / (x.std(dim=1, keepdim=True) + eps)
         if scale_rewards == "batch":
-            return centred / (x.flatten(0, 1).std(dim=0) + eps)
+            columns = x.shape[3:] if decision else x.shape[2:]  # the reward axis, if any
+            return centred / (x.reshape(-1, *columns).std(dim=0) + eps)
         return centred
 
     if reward_aggregation == "sum_then_normalize":
-        total = (rewards * weights).sum(-1)  # [B, G]
-        advantages = normalize(total)  # [B, G]
+        total = (rewards * weights).sum(-1)  # [B, G] or [B, G, L]
+        advantages = normalize(total)
     else:  # normalize_then_sum
-        advantages = (normalize(rewards) * weights).sum(-1)  # [B, G, R] -> [B, G]
+        advantages = (normalize(rewards) * weights).sum(-1)  # [B, G, (L,) R] -> [B, G, (L)]
     return advantages

@@ -6,6 +6,8 @@ A reward plugin is any object with
     needs: frozenset[str]        # what the rollout must compute for it; a subset of
                                  # {"reconstructions", "prior_correct"}; missing means none
     __call__(rollout) -> Tensor  # [B, G] float, one value per path of L decisions; higher is better
+                                 # or [B, G, L], one value per clip decision (a reward that decomposes
+                                 # over clips; its path value is the mean over L)
 
 Subclassing :class:`Reward` is a convenience, not a requirement: plugins are checked by duck typing.
 A plugin class is instantiated with the keyword arguments of its config entry, e.g.
@@ -69,7 +71,9 @@ class Reward:
 
     Set ``name`` (and ``needs`` if the reward reads ``rollout.reconstructions`` or
     ``rollout.prior_correct``), take your options as keyword arguments in ``__init__`` and validate them
-    there, and return a float tensor [B, G] from ``__call__``. Useful fields of the rollout:
+    there, and return a float tensor [B, G] from ``__call__`` -- or [B, G, L] when the reward decomposes over
+    clips: then with ``grpo.credit: decision`` each clip's decision gets its own advantage, and with path
+    credit the path's value is the mean over its L clips. Useful fields of the rollout:
     ``keep`` [B, G, L] (1..K), ``num_latents`` K, ``videos`` [B, L, C, T, H, W], ``sc``/``tc`` [B, L],
     ``reconstructions`` [B, G, L, C, T, H, W], ``prior_correct`` [B, L, K].
     """
@@ -148,16 +152,18 @@ def required_needs(rewards: Iterable[Any]) -> frozenset[str]:
     return frozenset().union(*(frozenset(getattr(r, "needs", ())) for r in rewards))
 
 
-def check_reward_output(reward: Any, value: Any, B: int, G: int) -> Tensor:
-    """Check what a plugin returned for a rollout with B videos × G paths; returns it or raises."""
+def check_reward_output(reward: Any, value: Any, B: int, G: int, L: int | None = None) -> Tensor:
+    """Check what a plugin returned for a rollout with B videos × G paths (× L clips, when given, a per-clip
+    [B, G, L] output is accepted too); returns it or raises."""
     if not isinstance(value, Tensor):
         raise RewardError(
             f"{describe(reward)}: expected a torch.Tensor [B, G] = [{B}, {G}], got {type(value).__name__}"
         )
-    if tuple(value.shape) != (B, G):
+    if tuple(value.shape) != (B, G) and (L is None or tuple(value.shape) != (B, G, L)):
+        per_clip = "" if L is None else f" or [B, G, L] = [{B}, {G}, {L}] (one value per clip decision)"
         raise RewardError(
-            f"{describe(reward)}: expected shape [B, G] = [{B}, {G}] (one value per path; reduce over L "
-            f"clips inside the reward), got {tuple(value.shape)}"
+            f"{describe(reward)}: expected shape [B, G] = [{B}, {G}] (one value per path){per_clip}, "
+            f"got {tuple(value.shape)}"
         )
     if not value.is_floating_point():
         raise RewardError(
@@ -165,10 +171,11 @@ def check_reward_output(reward: Any, value: Any, B: int, G: int) -> Tensor:
         )
     bad = ~torch.isfinite(value)
     if bad.any():
-        b, g = (int(i) for i in bad.nonzero()[0])
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        where = ", ".join(f"{axis}={i}" for axis, i in zip("bgl", first, strict=False))
         raise RewardError(
             f"{describe(reward)}: expected finite values, got {int(bad.sum())} NaN/inf "
-            f"(first at [b={b}, g={g}]: {value[b, g].item()})"
+            f"(first at [{where}]: {value[first].item()})"
         )
     return value
 

@@ -107,20 +107,24 @@ def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = 256) 
 def decode_paths(tokenizer: FrozenTokenizer, encoded: Encoded, keep: Tensor, chunk: int = 256) -> Tensor:
     """Decode every truncation of every path: keep [B, G, L] -> reconstructions [B, G, L, C, T, H, W].
 
-    All B·G·L decodes share one batched decoder pass (the tokenizer masks each sample's tail), split
-    into calls of at most ``chunk`` clips; the latents are repeated per call, never all at once."""
+    A (clip, k) pair that several paths share is decoded once (a sharp policy draws the same k often); the
+    distinct pairs share batched decoder passes (the tokenizer masks each sample's tail) of at most ``chunk``
+    clips, and the latents are gathered per call, never repeated all at once."""
     _check_chunk("chunk", chunk)
     B, G, L = keep.shape
+    K = encoded.latents.shape[1]
     if len(encoded) != B * L:
         raise ValueError(f"encoded: expected B·L = {B}·{L} = {B * L} clips (from keep [B, G, L]), got {len(encoded)}")
     clip_of_path = repeat(torch.arange(B * L, device=keep.device), "(b l) -> (b g l)", b=B, g=G)  # [B·G·L]
     keep_flat = rearrange(keep, "b g l -> (b g l)")  # [B·G·L]
+    pairs, inverse = torch.unique(clip_of_path * (K + 1) + keep_flat, return_inverse=True)  # [U], [B·G·L]
+    clip_u, keep_u = pairs // (K + 1), pairs % (K + 1)  # [U] each
     with torch.no_grad():
         parts = [
-            tokenizer.decode(encoded.latents[clip_of_path[i : i + chunk]], keep_flat[i : i + chunk])
-            for i in range(0, len(keep_flat), chunk)
+            tokenizer.decode(encoded.latents[clip_u[i : i + chunk]], keep_u[i : i + chunk])
+            for i in range(0, len(pairs), chunk)
         ]
-    return rearrange(torch.cat(parts), "(b g l) c t h w -> b g l c t h w", b=B, g=G)
+    return rearrange(torch.cat(parts)[inverse], "(b g l) c t h w -> b g l c t h w", b=B, g=G)
 
 
 def group_log_prob(

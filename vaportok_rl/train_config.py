@@ -103,6 +103,11 @@ class GRPOConfig:
     ~1e-2, penalty is a sum over clips of up to L, efficiency lies in [0, 1)), so under "sum_then_normalize"
     (TRL's behaviour: weighted sum, then normalise) the largest-scale reward would decide every advantage
     and the paper's 1:1:1:1:1 weights would mean nothing."""
+    credit: Literal["path", "decision"] = "path"
+    """Who an advantage belongs to. "path" (the paper's): one advantage per sampled path, shared by its L clip
+    decisions. "decision": rewards that decompose over clips (they return [B, G, L], e.g. ``psnr`` and
+    ``token_cost``) give each clip's decision its own advantage against the G decisions drawn for that clip;
+    path-level rewards are broadcast to their clips."""
 
     def __post_init__(self) -> None:
         _positive_int("grpo", "group_size", self.group_size)
@@ -150,9 +155,13 @@ DEFAULT_REWARDS = ("efficiency", "penalty", "diversity", "reconstruction", "gene
 
 @dataclass
 class PolicyConfig:
-    """The trainable taildrop head. It starts as a copy of the tokenizer's pretrained ``.head`` when it has one;
-    the reference policy of the KL term is a frozen copy of that starting head."""
+    """The trainable taildrop head. It starts as a copy of ``init``, else of the tokenizer's pretrained ``.head``
+    when it has one; the reference policy of the KL term is a frozen copy of that starting head."""
 
+    init: str | None = None
+    """Where the head starts: null = the tokenizer's pretrained head; or a head spec as ``eval --head`` takes it
+    ("default", "pretrained", an exported head folder, a GRPO run folder), e.g. the oracle-distilled head of
+    ``vaportok-rl distill``. It must have been made for this tokenizer (its fingerprint is checked)."""
     temperature: float | None = None
     """Softmax temperature over k; null keeps the starting head's own (1.8 for the built-in tokenizer's head,
     the paper's value). Setting it changes the temperature of both the trained and the reference head."""

@@ -114,7 +114,7 @@ class VideoStream:
         self.source, self.L, self.frames, self.size = source, clips_per_video, T, H
         self.seed, self.split, self.batch = seed, split, batch
         self.folder = None
-        if source not in ("synthetic", "textures"):
+        if source not in ("synthetic", "textures", "mixed"):
             from vaportok_rl.data import VideoFolder
 
             if not Path(source).is_dir():
@@ -194,9 +194,17 @@ def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
 
 
 def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHead:
-    """A trainable copy of the tokenizer's pretrained ``.head``, or a fresh head sized from the protocol."""
+    """A trainable copy of ``policy.init``, else of the tokenizer's pretrained ``.head``, else a fresh head sized
+    from the protocol."""
     pretrained = getattr(tokenizer, "head", None)
-    if isinstance(pretrained, TaildropHead):
+    if config.policy.init is not None:
+        from vaportok_rl.evaluation import EvalError, load_head_spec
+
+        try:
+            head = copy.deepcopy(load_head_spec(config.policy.init, tokenizer))
+        except (EvalError, ValueError, OSError) as err:
+            raise ConfigError(f"policy.init: {err}") from None
+    elif isinstance(pretrained, TaildropHead):
         head = copy.deepcopy(pretrained)
     else:
         p = config.policy
@@ -272,18 +280,26 @@ def load_rewards(config: TrainConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def score(rewards: dict[str, Any], rollout: Rollout) -> Tensor:
-    """Every reward on the rollout, each checked: [B, G, R] float32."""
-    B, G = rollout.B, rollout.G
-    columns = [
-        check_reward_output(plugin, plugin(rollout), B, G).float().to(rollout.keep.device)
-        for plugin in rewards.values()
-    ]
+def score(rewards: dict[str, Any], rollout: Rollout, credit: str = "path") -> Tensor:
+    """Every reward on the rollout, each checked: [B, G, R] float32 for ``credit="path"`` (a per-clip reward
+    [B, G, L] is averaged over its L clips), [B, G, L, R] for ``"decision"`` (a path reward is broadcast to
+    each of its clips)."""
+    B, G, L = rollout.B, rollout.G, rollout.L
+    columns = []
+    for plugin in rewards.values():
+        value = check_reward_output(plugin, plugin(rollout), B, G, L).float().to(rollout.keep.device)
+        if credit == "decision":
+            value = value if value.ndim == 3 else repeat(value, "b g -> b g l", l=L)  # [B, G, L]
+        elif value.ndim == 3:
+            value = value.mean(-1)  # [B, G]
+        columns.append(value)
     return torch.stack(columns, dim=-1)
 
 
 def reward_metrics(R: Tensor, weights: Tensor, labels: list[str], prefix: str = "") -> dict[str, float]:
-    """TRL-named summaries of rewards R [B, G, R]."""
+    """TRL-named summaries of rewards R [B, G, R] (or per decision [B, G, L, R]: path values = mean over L)."""
+    if R.ndim == 4:
+        R = R.mean(2)  # [B, G, R]
     total = (R * weights).sum(-1)  # [B, G], raw weighted sum
     metrics = {f"{prefix}reward": total.mean().item(), f"{prefix}reward_std": total.std(dim=1).mean().item()}
     for i, label in enumerate(labels):
@@ -674,8 +690,8 @@ def run_training(
             rollout = collect_rollout(tokenizer, sampler, ref_policy, videos, **rollout_kwargs)
             # ---- 2. rewards [B, G, R] and advantages [B, G] over the global batch; this process keeps its rows
             everyone = gather_rollout(accelerator, rollout)
-            R = score(rewards, everyone)  # [B, G, R]
-            advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G]
+            R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
+            advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
             max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
             entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
 
@@ -744,7 +760,8 @@ def run_training(
 
 
 def _constant_groups(R: Tensor) -> Tensor:
-    """[B] bool: every reward is constant over the group's G paths (up to rounding), so its advantages are 0."""
+    """[B] (or [B, L] per decision) bool: every reward is constant over the group's G paths (up to rounding), so
+    its advantages are 0."""
     return (R.std(dim=1) <= 1e-7 * (1 + R.mean(dim=1).abs())).all(-1)
 
 

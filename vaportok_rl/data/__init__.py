@@ -42,15 +42,28 @@ def load_videos(
 ) -> torch.Tensor:
     """Load ``num_videos`` videos of ``clips_per_video`` clips from a source → float32 ``[B, L, 3, T, H, W]``.
 
-    ``source`` is "synthetic", "textures" or a folder path. ``split`` ("all" | "train" | "test") selects the texture
-    images; synthetic videos have no split (use another ``seed`` for held-out data) and a folder is taken as is, so
-    both ignore it. A folder gives its first ``num_videos`` files in sorted order (``seed`` unused) and must hold
+    ``source`` is "synthetic", "textures", "mixed" (video i is a synthetic one when ``seed + i`` is even, a
+    texture one otherwise: train on what you judge) or a folder path. ``split`` ("all" | "train" | "test")
+    selects the texture images; synthetic videos have no split (use another ``seed`` for held-out data) and a
+    folder is taken as is, so both ignore it. A folder gives its first ``num_videos`` files in sorted order
+    (``seed`` unused) and must hold
     at least that many.
     """
     if split not in ("all", "train", "test"):
         raise ValueError(f"split must be 'all', 'train' or 'test', got {split!r}")
     if isinstance(source, str) and source == "synthetic":
         return synthetic_videos(num_videos, clips_per_video, seed=seed, frames=frames, size=size)[0]
+    if isinstance(source, str) and source == "mixed":
+        synthetic = [i for i in range(num_videos) if (seed + i) % 2 == 0]
+        textures = [i for i in range(num_videos) if (seed + i) % 2 == 1]
+        out = torch.empty(num_videos, clips_per_video, 3, frames, size, size)
+        if synthetic:
+            out[synthetic] = synthetic_videos(len(synthetic), clips_per_video, seed=seed, frames=frames, size=size)[0]
+        if textures:
+            out[textures] = texture_videos(
+                len(textures), clips_per_video, seed=seed, frames=frames, size=size, split=split
+            )[0]
+        return out
     if isinstance(source, str) and source == "textures":
         return texture_videos(num_videos, clips_per_video, seed=seed, frames=frames, size=size, split=split)[0]
     if not Path(source).is_dir():
