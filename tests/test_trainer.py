@@ -361,7 +361,7 @@ def test_two_processes_train_the_same_head_as_one(tmp_path):
             f"log.output_dir={two}",
             "--no-progress",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
