@@ -69,7 +69,8 @@ class TaildropHead(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, *, tokenizer=None, force: bool = False) -> TaildropHead:
-        """Load an exported head folder (model.safetensors + config.json); see ``vaportok_rl.export``."""
-        from vaportok_rl.export import load_head
+        """Load an exported head folder (model.safetensors + config.json, integrity-checked); see
+        :mod:`vaportok_rl.tokenizer.head_io`. Any other source of a head: :func:`vaportok_rl.runs.load_head`."""
+        from vaportok_rl.tokenizer.head_io import load_exported_head
 
-        return load_head(path, tokenizer=tokenizer, force=force)
+        return load_exported_head(path, tokenizer=tokenizer, force=force)
