@@ -262,7 +262,7 @@ def test_corrupted_weights_are_detected(run_dir, tmp_path):
 
 
 def test_helpful_errors_for_wrong_folders(run_dir, tmp_path, capsys, trained_head):
-    from vaportok_rl.tokenizer.head_io import load_exported_head
+    from vaportok_rl.tokenizer.head import load_exported_head
 
     with pytest.raises(ExportError, match="looks like a training run folder.*vaportok-rl export"):
         load_exported_head(run_dir)  # the export-format reader alone (TaildropHead.from_pretrained)

@@ -781,7 +781,7 @@ def load_head_spec(spec: str, tokenizer: FrozenTokenizer, *, force: bool = False
     """``--head``: :func:`vaportok_rl.runs.load_head` (the one head loader: "default", "pretrained", an export,
     run or checkpoint folder), its errors raised as :class:`EvalError` naming ``--head``."""
     from vaportok_rl import runs
-    from vaportok_rl.tokenizer.head_io import ExportError
+    from vaportok_rl.tokenizer.head import ExportError
 
     try:
         return runs.load_head(spec, tokenizer=tokenizer, force=force)

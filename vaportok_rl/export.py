@@ -12,7 +12,7 @@ An export folder holds
 
 and loads back bit for bit with ``TaildropHead.from_pretrained(DIR, tokenizer=tok)`` or :func:`load_head` (=
 :func:`vaportok_rl.runs.load_head`, which also loads run folders, checkpoints and "default"); the format and its
-checks live in :mod:`vaportok_rl.tokenizer.head_io`. Both digests are checked on load; a missing one is an error
+checks live in :mod:`vaportok_rl.tokenizer.head`. Both digests are checked on load; a missing one is an error
 unless ``force=True``.
 The fingerprint recorded at export is compared with the tokenizer's: a head tuned on other frozen weights is
 an error unless ``force=True`` (then a warning). Nothing in this module unpickles anything: weights are read
@@ -49,8 +49,7 @@ from safetensors.torch import save_file
 
 from vaportok_rl.checkpoint import atomic_folder
 from vaportok_rl.runs import TrainedRun, load_head, read_run
-from vaportok_rl.tokenizer.head import TaildropHead
-from vaportok_rl.tokenizer.head_io import (
+from vaportok_rl.tokenizer.head import (
     CARD_FILE,
     CONFIG_FILE,
     FORMAT,
@@ -59,6 +58,7 @@ from vaportok_rl.tokenizer.head_io import (
     WEIGHTS_FILE,
     ExportError,
     FingerprintMismatchError,
+    TaildropHead,
     build_head,
     config_digest,
     load_export_config,

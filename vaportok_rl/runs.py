@@ -10,7 +10,7 @@ A run folder (``log.output_dir``) holds::
     head_config.json             {"head": HeadConfig fields, "tokenizer_fingerprint", "steps", "config"}
 
 :func:`load_head` is the one way to load a head from any of its forms: an export folder (via
-:mod:`vaportok_rl.tokenizer.head_io`), a run folder, a checkpoint folder, ``"default"`` (the GRPO-tuned head
+:mod:`vaportok_rl.tokenizer.head`), a run folder, a checkpoint folder, ``"default"`` (the GRPO-tuned head
 shipped in the package) or ``"pretrained"`` (the tokenizer's own ``.head``). Only safetensors and JSON (and YAML
 through a safe loader) are read.
 """
@@ -29,11 +29,12 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vaportok_rl.checkpoint import META, TENSORS
-from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
-from vaportok_rl.tokenizer.head_io import (
+from vaportok_rl.tokenizer.head import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     ExportError,
+    HeadConfig,
+    TaildropHead,
     build_head,
     check_tokenizer,
     head_config,
@@ -202,7 +203,7 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
     """The one loader of a taildrop head, from any of its forms (eval mode, on the CPU, bit for bit):
 
     - an export folder (``model.safetensors`` + ``config.json``, or either file in it): integrity- and
-      fingerprint-checked by :func:`~vaportok_rl.tokenizer.head_io.load_exported_head`;
+      fingerprint-checked by :func:`~vaportok_rl.tokenizer.head.load_exported_head`;
     - a training run folder (``head.safetensors`` + ``head_config.json``) or one of its checkpoint folders
       (``tensors.safetensors`` + ``meta.json``);
     - ``"default"``: the GRPO-tuned head shipped in the package (an export folder);
@@ -210,7 +211,7 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
 
     ``tokenizer`` (a FrozenTokenizer or its fingerprint string; None skips the check) must match the fingerprint
     recorded with the head unless ``force=True`` (then a warning); its latent shape [K, D] must fit the head's in
-    any case. Raises :class:`~vaportok_rl.tokenizer.head_io.ExportError` naming the file.
+    any case. Raises :class:`~vaportok_rl.tokenizer.head.ExportError` naming the file.
     """
     spec = str(source)
     if spec == "pretrained":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from vaportok_rl.export import TORCHSCRIPT_TOLERANCE, ExportError, export_run
-from vaportok_rl.tokenizer.head_io import read_json
+from vaportok_rl.tokenizer.head import read_json
 
 
 def main(argv: list[str] | None = None) -> int:
