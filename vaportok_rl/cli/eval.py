@@ -17,6 +17,7 @@ from vaportok_rl.allocators import ALLOCATORS
 from vaportok_rl.evaluation import (
     HELDOUT_SEED,
     ORACLES,
+    PLOTS,
     EvalError,
     evaluate,
     format_table,
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed the message naming the option
         return int(exit_.code or 0)
     say = (lambda msg: print(f"eval: {msg}", file=sys.stderr)) if not args.json else (lambda msg: None)
+    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
     try:
+        _check_writable(out)  # before any work: an unwritable --out must not cost a whole evaluation
         from vaportok_rl.tokenizer.default import load_tokenizer
 
         try:
@@ -200,12 +203,33 @@ def main(argv: list[str] | None = None) -> int:
     except EvalError as err:
         print(f"vaportok-rl eval: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
-    write_plots(report, out)
-    (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    # ---- results first (nothing computed is lost if the disk fails), then the files they name
+    report["plots"] = {name: str(out / f"{name}.png") for name in PLOTS}
     if args.json:
-        print(json.dumps(report, indent=1, allow_nan=False))
+        print(json.dumps(report, indent=1, allow_nan=False), flush=True)
     else:
-        print(format_table(report))
+        print(format_table(report), flush=True)
+    try:
+        write_plots(report, out)
+        (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    except OSError as err:
+        print(
+            f"vaportok-rl eval: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); the report "
+            f"was printed above",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.json:
         print(f"report: {out / 'eval.json'}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """``--out`` can be created and written (a probe file is written and removed), or :class:`EvalError`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise EvalError(f"--out {out}: not writable ({err.strerror or err}); nothing was evaluated") from None

@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as error:
         print(f"vaportok-rl export: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # unwritable --out, full disk: the atomic write left nothing half-written
+        print(
+            f"vaportok-rl export: error: --out {args.out}: {error.strerror or error} ({error.filename})",
+            file=sys.stderr,
+        )
+        return 2
     files = sorted(p.name for p in out.iterdir())
     print(f"wrote {out}: {', '.join(files)}")
     return 0

@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from vaportok_rl.config import ConfigError
+from vaportok_rl.rewards import RewardError
 from vaportok_rl.sweep import SweepError, check_run_folders, describe_runs, load_sweep, run_sweep
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             keep_going=args.keep_going,
         )
-    except (SweepError, ConfigError) as error:
+    except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # a run crashed: what is finished stays finished

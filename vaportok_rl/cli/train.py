@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +18,10 @@ from vaportok_rl.config import ConfigError, describe
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.train_config import TrainConfig, load_train_config
 from vaportok_rl.trainer import run_training
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vaportok-rl train: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in log.output_dir")
     parser.add_argument("--help-config", action="store_true", help="list every config key with type, default, doc")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # flags and overrides mix freely: R.yaml --resume steps=12
     if args.help_config:
         print(describe(TrainConfig))
         return 0
@@ -40,11 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("a recipe is required (e.g. recipes/grpo_default.yaml)")
     if "=" in args.recipe:
         parser.error(f"the first argument must be a recipe file, got the override {args.recipe!r}")
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"overrides must look like key=value, got {bad}")
     try:
-        config = load_train_config(args.recipe, args.overrides)
-        summary = run_training(config, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, RewardError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RuntimeWarning)
+            warnings.showwarning = _one_line_warning  # e.g. "resuming from the newest *readable* checkpoint"
+            config = load_train_config(args.recipe, args.overrides)
+            summary = run_training(config, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, RewardError) as error:  # TrainingError too: bad file, plugin, unwritable folder
         print(f"vaportok-rl train: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk error outside the training loop (e.g. reading the recipe)
+        print(f"vaportok-rl train: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
