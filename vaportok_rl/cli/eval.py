@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 log=say,
             )
     except EvalError as err:
-        print(f"vaportok-rl eval: {err}", file=sys.stderr)
+        print(f"vaportok-rl eval: error: {err}", file=sys.stderr)
         return 2
     # ---- results first (nothing computed is lost if the disk fails), then the files they name
     report["plots"] = {name: str(out / f"{name}.png") for name in PLOTS}
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     except OSError as err:
         print(
-            f"vaportok-rl eval: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); the report "
+            f"vaportok-rl eval: error: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); the report "
             f"was printed above",
             file=sys.stderr,
         )

@@ -172,8 +172,14 @@ def build_head(config: HeadConfig, state_dict: dict[str, Tensor], where: str) ->
 
     The shapes are checked on a ``meta``-device head first (no memory), so a recorded architecture that does not
     fit the weights (e.g. an absurd ``width``) is a clear error, never an allocation failure."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in TaildropHead(config).state_dict().items()}
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in TaildropHead(config).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as error:  # e.g. sizes that overflow any storage
+        raise ExportError(
+            f"{where}: the recorded architecture {dataclasses.asdict(config)} cannot be built "
+            f"({type(error).__name__}: {error}); the weights do not fit it"
+        ) from None
     missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(state_dict[k].shape) != expected[k])
     if missing or unexpected or wrong:
