@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     except OSError as err:
         print(
-            f"vaportok-rl eval: error: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); the report "
-            f"was printed above",
+            f"vaportok-rl eval: error: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); "
+            f"the report was printed above",
             file=sys.stderr,
         )
         return 2
