@@ -1,6 +1,6 @@
 """Export of tuned heads: bit-for-bit round trip, fingerprint checks, TorchScript check, no pickle, atomic writes.
 
-Run folders are written in the trainer's format (``trainer.save_head`` + summary.json + config.yaml) around the
+Run folders are written in the trainer's format (``runs.save_head`` + summary.json + config.yaml) around the
 conftest head and FakeTokenizer; one test exports a real (tiny, 2-step) training run end to end.
 """
 

@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable sweep folder, a full disk
+        print(
+            f"vaportok-rl sweep: error: cannot write {error.filename or ''} ({error.strerror or error}); finished runs "
+            f"are kept: free space or fix permissions and re-run the same command",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as error:  # a run crashed: what is finished stays finished
         traceback.print_exc()
         print(
