@@ -604,9 +604,16 @@ def run_training(
     except OSError as error:  # a full disk, a folder made read-only mid-run, ...
         log.close()
         where = error.filename or output_dir
+        last = history[-1] if history else {}
+        numbers = (
+            f"; last held-out eval (step {last['step']}): reward {last['eval/reward']:.4g}, argmax tokens "
+            f"{last['eval/argmax_tokens/mean']:.1f}"
+            if "eval/reward" in last
+            else ""
+        )
         raise TrainingError(
             f"log.output_dir {output_dir}: cannot write {where} at step {step + 1} ({error.strerror or error}); "
-            f"{_kept(output_dir)}"
+            f"{_kept(output_dir)}{numbers}"
         ) from error
     log.close()
     accelerator.wait_for_everyone()
