@@ -116,14 +116,7 @@ class HeldOutEval:
             recon = rearrange(rollout.reconstructions, "b g l c t h w -> (b g l) c t h w")
             targets = repeat(self.videos, "b l c t h w -> (b g l) c t h w", g=c.grpo.group_size)
             metrics["eval/psnr"] = psnr(recon, targets).mean().item()
-        keep_star = policy.argmax_keep(self.encoded.latents)  # [N]
-        chunk = c.rollout.decode_chunk
-        recon_star = torch.cat(
-            [
-                self.tokenizer.decode(self.encoded.latents[i : i + chunk], keep_star[i : i + chunk])
-                for i in range(0, len(keep_star), chunk)
-            ]
-        )
+        keep_star, recon_star = argmax_decode(self.tokenizer, policy, self.encoded, c.rollout.decode_chunk)
         metrics["eval/argmax_tokens/mean"] = keep_star.float().mean().item()
         metrics["eval/argmax_psnr"] = psnr(recon_star, clips).mean().item()
         return metrics
@@ -142,6 +135,17 @@ def _tokenizer_device(tokenizer) -> Any:
         for p in params():
             return p.device
     return torch.device("cpu")
+
+
+@torch.no_grad()
+def argmax_decode(tokenizer: FrozenTokenizer, policy: TaildropPolicy, encoded, chunk: int) -> tuple[Tensor, Tensor]:
+    """The argmax head's keep counts [N] and reconstructions [N, C, T, H, W], decoded ``chunk`` clips per call:
+    what both evaluations below report on."""
+    keep = policy.argmax_keep(encoded.latents)  # [N]
+    recon = torch.cat(
+        [tokenizer.decode(encoded.latents[i : i + chunk], keep[i : i + chunk]) for i in range(0, len(keep), chunk)]
+    )
+    return keep, recon
 
 
 def held_out_videos(config: TrainConfig, tokenizer):
@@ -170,10 +174,7 @@ def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, video
     chunk = config.rollout.decode_chunk
     with torch.no_grad():
         encoded = encode_videos(tokenizer, videos, config.rollout.encode_chunk)
-        keep = TaildropPolicy(head.to(device)).argmax_keep(encoded.latents)  # [N]
-        recon = torch.cat(
-            [tokenizer.decode(encoded.latents[i : i + chunk], keep[i : i + chunk]) for i in range(0, len(keep), chunk)]
-        )  # [N, C, T, H, W]
+        keep, recon = argmax_decode(tokenizer, TaildropPolicy(head.to(device)), encoded, chunk)
         clips = rearrange(videos, "b l c t h w -> (b l) c t h w")
         mse = (recon.float() - clips.float()).pow(2).flatten(1).mean(1)  # [N]
         metric = lpips_metric if lpips_metric is not None else LPIPSMetric(device)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,8 +253,3 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
         f"head {str(path)!r}: holds neither model.safetensors + config.json (an exported head) nor "
         "head.safetensors + head_config.json (a GRPO run folder) nor a checkpoint (tensors.safetensors + meta.json)"
     )
-
-
-def warn_skipped_lines(path: Path, bad: list[int]) -> None:
-    if bad:
-        warnings.warn(f"{path}: skipped unreadable line(s) {bad} (a partial line left by a killed run?)", stacklevel=2)

@@ -38,7 +38,7 @@ metrics.jsonl lines have ``step`` (updates done: 0 = before training) and either
     grad_norm                             global gradient norm before clipping, mean over μ updates
     lr, step_time                         learning rate of the step's first update; wall seconds of the step
 
-or the held-out evaluation keys (fixed videos and generator; see :class:`HeldOutEval`)
+or the held-out evaluation keys (fixed videos and generators; see :class:`vaportok_rl.heldout.HeldOutEval`)
 
     eval/reward, eval/reward_std, eval/rewards/<label>/mean|std, eval/objective, eval/tokens/mean,
     eval/argmax_tokens/mean, eval/argmax_psnr, eval/psnr (when rewards decode)

@@ -38,7 +38,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module, func = SUBCOMMANDS[name][0].split(":")
     return int(getattr(importlib.import_module(module), func)(rest) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
