@@ -530,14 +530,17 @@ def run_sweep(
     tokenizer=None,
     progress: bool = True,
     keep_going: bool = False,
-    log=print,
+    log=None,
 ) -> dict[str, Any]:
     """Run every unfinished run of a sweep recipe, then evaluate all runs and write the report.
 
     ``tokenizer``: an already-built FrozenTokenizer for every run (default: each distinct ``tokenizer`` spec of
     the runs is loaded once). ``keep_going``: a failing run is reported and the sweep goes on (default: the
-    exception propagates; finished runs stay finished, a re-run resumes). Returns {"sweep", "rows", "failed",
+    exception propagates; finished runs stay finished, a re-run resumes). ``log``: called with one progress
+    line per run (e.g. ``print``; default: silent). Returns {"sweep", "rows", "failed" (run ids), "errors" ({run id:
+    the failure's traceback text}),
     "trained", "skipped", "files", "table"}."""
+    log = log or (lambda message: None)
     sweep = load_sweep(recipe, overrides, output_dir=output_dir)
     check_run_folders(sweep)
     sweep.root.mkdir(parents=True, exist_ok=True)
@@ -582,7 +585,7 @@ def run_sweep(
             except (RewardError, ConfigError) as error:
                 raise SweepError(f"{sweep.recipe}: run {run.run_id!r}: {error}") from error
 
-    trained, skipped, failed = [], [], []
+    trained, skipped, failed, errors = [], [], [], {}
     wandb_group = {"WANDB_RUN_GROUP": sweep.name} if any(r.config.log.report_to == "wandb" for r in sweep.runs) else {}
     with _env(**wandb_group):
         for i, run in enumerate(sweep.runs, 1):
@@ -603,7 +606,7 @@ def run_sweep(
                 if not keep_going:
                     raise
                 log(f"{head}: FAILED: {type(error).__name__}: {error}")
-                traceback.print_exc()
+                errors[run.run_id] = traceback.format_exc()
                 failed.append(run.run_id)
                 continue
             trained.append(run.run_id)
@@ -622,6 +625,7 @@ def run_sweep(
         "sweep": sweep,
         "rows": rows,
         "failed": failed,
+        "errors": errors,
         "trained": trained,
         "skipped": skipped,
         "files": files,

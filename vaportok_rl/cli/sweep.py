@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output_dir,
             progress=not args.no_progress,
             keep_going=args.keep_going,
+            log=print,
         )
     except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(result["table"])
     for name, path in result["files"].items():
         print(f"wrote {path}" + ("" if name != "results" else f" ({len(result['rows'])} runs)"))
+    for run_id, text in result.get("errors", {}).items():
+        print(f"vaportok-rl sweep: run {run_id} failed:\n{text}", file=sys.stderr)
     if result["failed"]:
         print(
             f"vaportok-rl sweep: {len(result['failed'])} run(s) failed: {', '.join(result['failed'])}", file=sys.stderr
