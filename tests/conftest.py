@@ -85,6 +85,17 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own empty working directory: no test may depend on (or write into) the checkout's
+    runs/ or any other folder of the directory pytest was started from. Repository files are reached through
+    ``ROOT`` (absolute)."""
+    monkeypatch.chdir(tmp_path)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_cpu_thread_per_worker():
     """CI runs ``pytest -n 2`` on two cores: one torch thread per worker avoids oversubscription (tiny runs are

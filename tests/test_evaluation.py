@@ -18,6 +18,7 @@ from conftest import TINY_TOKENIZER
 
 from vaportok_rl import evaluation as ev
 from vaportok_rl.allocators import allocate
+from vaportok_rl.cli.eval import main as eval_cli
 from vaportok_rl.data import write_video
 from vaportok_rl.evaluation import (
     CandidateMetrics,
@@ -63,7 +64,7 @@ def mp4_folder(tmp_path_factory) -> Path:
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
-    rc = ev.cli([str(a) for a in argv])
+    rc = eval_cli([str(a) for a in argv])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -286,7 +287,7 @@ def test_folder_of_mp4_files_evaluates_end_to_end(tiny_path, mp4_folder, tmp_pat
 
 def test_run_and_export_folders_load_and_check_the_tokenizer(tiny_path, tmp_path):
     from vaportok_rl.export import save_pretrained
-    from vaportok_rl.trainer import save_head
+    from vaportok_rl.runs import save_head
 
     tok = load_tokenizer(tiny_path)
     tuned = copy.deepcopy(tok.head)
@@ -335,7 +336,9 @@ def test_bad_options_exit_2_naming_option_value_and_expectation(tiny_path, tmp_p
 
 
 def test_default_head_missing_is_a_clear_error(tiny_path, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ev, "DEFAULT_HEAD_DIR", tmp_path / "head_default")
+    import vaportok_rl.runs
+
+    monkeypatch.setattr(vaportok_rl.runs, "DEFAULT_HEAD_DIR", tmp_path / "head_default")
     argv = ["--tokenizer", tiny_path, "--head", "default", "--data", "synthetic", "--allocator", "ilp"]
     rc, _, stderr = run_cli(argv, capsys)
     assert rc == 2

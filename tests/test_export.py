@@ -1,6 +1,6 @@
 """Export of tuned heads: bit-for-bit round trip, fingerprint checks, TorchScript check, no pickle, atomic writes.
 
-Run folders are written in the trainer's format (``trainer.save_head`` + summary.json + config.yaml) around the
+Run folders are written in the trainer's format (``runs.save_head`` + summary.json + config.yaml) around the
 conftest head and FakeTokenizer; one test exports a real (tiny, 2-step) training run end to end.
 """
 
@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from vaportok_rl import TaildropHead
 from vaportok_rl.checkpoint import save_checkpoint
+from vaportok_rl.cli.export import main as cli
 from vaportok_rl.config import save_yaml
 from vaportok_rl.export import (
     CONFIG_FILE,
@@ -27,12 +28,11 @@ from vaportok_rl.export import (
     WEIGHTS_FILE,
     ExportError,
     FingerprintMismatchError,
-    cli,
     export_run,
     load_head,
     save_pretrained,
 )
-from vaportok_rl.trainer import save_head
+from vaportok_rl.runs import save_head
 
 CONFIG = {
     "tokenizer": "tests/conftest.py:FakeTokenizer",
@@ -261,9 +261,12 @@ def test_corrupted_weights_are_detected(run_dir, tmp_path):
         load_head(out)
 
 
-def test_helpful_errors_for_wrong_folders(run_dir, tmp_path, capsys):
+def test_helpful_errors_for_wrong_folders(run_dir, tmp_path, capsys, trained_head):
+    from vaportok_rl.tokenizer.head import load_exported_head
+
     with pytest.raises(ExportError, match="looks like a training run folder.*vaportok-rl export"):
-        load_head(run_dir)
+        load_exported_head(run_dir)  # the export-format reader alone (TaildropHead.from_pretrained)
+    assert_same_head(load_head(run_dir, tokenizer=FakeTokenizer()), trained_head)  # the one loader reads runs too
     assert cli([str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "run folder" in capsys.readouterr().err
     (run_dir / "head.safetensors").unlink()

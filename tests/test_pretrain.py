@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT
 
 from vaportok_rl.config import ConfigError, check_documented, load_config
 from vaportok_rl.tokenizer.pretrain import PretrainConfig, Pretrainer, run_pretrain
@@ -40,12 +41,12 @@ TINY = [
 
 def tiny_config(tmp_path, name, *extra):
     return load_config(
-        PretrainConfig, "recipes/pretrain_tiny.yaml", [*TINY, f"log.output_dir={tmp_path / name}", *extra]
+        PretrainConfig, ROOT / "recipes" / "pretrain_tiny.yaml", [*TINY, f"log.output_dir={tmp_path / name}", *extra]
     )
 
 
 def test_recipe_loads_and_every_field_is_documented():
-    config = load_config(PretrainConfig, "recipes/pretrain_tiny.yaml")
+    config = load_config(PretrainConfig, ROOT / "recipes" / "pretrain_tiny.yaml")
     assert config.model.patch == (4, 8, 8)
     assert config.model.head_temperature == 1.8
     check_documented(PretrainConfig)

@@ -246,5 +246,5 @@ def test_docs_error_examples_match_the_real_messages(tmp_path):
     assert message in text
     reward = load_reward("efficiency")
     with pytest.raises(RewardError) as error:
-        check_reward_output(reward, torch.zeros(8, 8, 4), 8, 8)
+        check_reward_output(reward, torch.zeros(8, 8, 5), 8, 8, 4)
     assert str(error.value).split(": ", 1)[1] in text

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from vaportok_rl import sweep as sweep_module
-from vaportok_rl.sweep import RESULT_COLUMNS, SweepError, cli, format_table, load_results, load_sweep, run_sweep
+from vaportok_rl.cli.sweep import main as cli
+from vaportok_rl.sweep import RESULT_COLUMNS, SweepError, format_table, load_results, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "recipes" / "grpo_default.yaml"

@@ -11,7 +11,6 @@ from vaportok_rl.train_config import (
     DEFAULT_REWARDS,
     SweepConfig,
     TrainConfig,
-    expand_sweep,
     load_train_config,
 )
 
@@ -103,6 +102,13 @@ def test_bad_recipe_key_is_named(tmp_path):
     recipe.write_text("grpo:\n  beta: 0.1\n  epsilon: 0.2\n")
     with pytest.raises(ConfigError, match="grpo.epsilon"):
         load_train_config(recipe)
+
+
+def expand_sweep(path, overrides=()):
+    """[(run_id, TrainConfig)] of a sweep recipe, through the one sweep expander (vaportok_rl.sweep.load_sweep)."""
+    from vaportok_rl.sweep import load_sweep
+
+    return [(run.run_id, run.config) for run in load_sweep(path, overrides).runs]
 
 
 def test_ablation_sweep_expands_to_leave_one_out_runs():

@@ -17,20 +17,13 @@ import torch
 from conftest import FakeTokenizer
 from safetensors.torch import load_file
 
+from vaportok_rl.cli.train import main as cli
 from vaportok_rl.config import ConfigError, load_config
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.rollout import collect_rollout, encode_videos
+from vaportok_rl.rollout import collect_rollout, encode_videos, video_generators
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.train_config import TrainConfig
-from vaportok_rl.trainer import (
-    PerVideoSampling,
-    VideoStream,
-    _check_only_head_learns,
-    cli,
-    lr_factor,
-    run_training,
-    sample_generators,
-)
+from vaportok_rl.trainer import VideoStream, _check_only_head_learns, lr_factor, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SPEC = f"{Path(__file__).with_name('conftest.py')}:FakeTokenizer"
@@ -234,16 +227,15 @@ def test_videos_and_samples_do_not_depend_on_the_batch_layout(tokenizer, policy)
 
     def keep(indices):
         rows = slice(2 * indices.start, 2 * indices.stop)
-        sampler = PerVideoSampling(policy, sample_generators(0, "sample", 5, indices, torch.device("cpu")), 2)
         rollout = collect_rollout(
             tokenizer,
-            sampler,
+            policy,
             policy.reference_copy(),
             whole[indices.start : indices.stop],
             group_size=4,
             mode="sample",
             needs=set(),
-            generator=None,
+            generator=video_generators(0, "sample", 5, indices, torch.device("cpu")),
             encoded=encoded.index(rows),
         )
         return rollout.keep
@@ -361,7 +353,7 @@ def test_two_processes_train_the_same_head_as_one(tmp_path):
             f"log.output_dir={two}",
             "--no-progress",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

@@ -77,7 +77,7 @@ VideoSource = str | os.PathLike | Tensor | Callable[[int], Tensor]
 
 def _resolve_tokenizer(tokenizer: FrozenTokenizer | str) -> FrozenTokenizer:
     if isinstance(tokenizer, str | os.PathLike):
-        from vaportok_rl.trainer import load_tokenizer_spec  # "default", a weights file/folder, or "file.py:factory"
+        from vaportok_rl.tokenizer.default import load_tokenizer_spec  # "default", a file/folder, "file.py:factory"
 
         return load_tokenizer_spec(str(tokenizer))
     if not isinstance(tokenizer, FrozenTokenizer):

@@ -6,8 +6,8 @@ the **oracle**: the exact multiple-choice knapsack on the *true* distortion, dec
 
     clips [N, C, T, H, W] ──encode once──► latents [N, K, D] ──► head ──► P(k) [N, K]
         │                                                       │
-        │            scorers on the shared k grid [G] ──────────┤ HeadScorer: P(k <= k_g)       [N, G]
-        │                                                       └ DistortionScorer: -MSE(k_g)   [N, G]
+        │            scorers on the shared k grid [Q] ──────────┤ HeadScorer: P(k <= k_q)       [N, Q]
+        │                                                       └ DistortionScorer: -MSE(k_q)   [N, Q]
         │                                                                │
         │          allocators (same grid, same budget) ◄─────────────────┘
         ▼                                │
@@ -18,21 +18,17 @@ the **oracle**: the exact multiple-choice knapsack on the *true* distortion, dec
 
 The **k grid** (candidate keep counts, shared by every allocator and the oracle): by default ``1`` plus every
 multiple of ``max(1, K // 32)`` up to K -- 33 points for K = 128, every k for K <= 32. AdapTok's allocators work
-on a coarse grid (blocks of tokens); 1/32 of K keeps the oracle's ``N × G`` decodes affordable while the steps
+on a coarse grid (blocks of tokens); 1/32 of K keeps the oracle's ``N × Q`` decodes affordable while the steps
 stay fine (4 tokens at K = 128). The head's own policy points are *not* restricted to the grid: they may keep
 any k in 1..K (so with a coarse grid the oracle is the best *grid* allocation, not a strict bound on them).
 
-Axis letters follow DESIGN.md; ``G`` here is the number of grid points.
+Axis letters: docs/design.md; ``Q`` is the number of k-grid points (``G``, the group size, does not occur here).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +49,6 @@ from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, prior_accur
 
 __all__ = [
     "BASELINES",
-    "DEFAULT_HEAD_DIR",
     "HELDOUT_SEED",
     "RECORD_KEYS",
     "SCHEMA",
@@ -61,7 +56,6 @@ __all__ = [
     "DistortionScorer",
     "EvalError",
     "HeadScorer",
-    "cli",
     "default_budgets",
     "default_k_grid",
     "evaluate",
@@ -73,7 +67,6 @@ __all__ = [
 SCHEMA = "vaportok-eval/2"
 HELDOUT_SEED = 1_000_003
 """The held-out seed shared with ``tokenizer-report`` (pretraining and GRPO draw from other seeds)."""
-DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
 """Where the package ships its GRPO-tuned head (an exported folder: model.safetensors + config.json)."""
 BASELINES = ("fixed", "bithr", "bidelta", "ilp")
 """AdapTok's allocators, always compared (plus ``--allocator`` when it is ``fast``)."""
@@ -130,7 +123,7 @@ def default_budgets(K: int, k_min: int = 1, points: int = 8) -> list[float]:
 
 # ================================================================================================ scorers
 class HeadScorer:
-    """Quality from the head's distribution: ``quality[n, g] = P(k <= k_grid[g])``, the head's CDF.
+    """Quality from the head's distribution: ``quality[n, q] = P(k <= k_grid[q])``, the head's CDF.
 
     Why the CDF. The head puts mass on "how many tokens this clip needs"; ``P(k <= x)`` is its probability that
     ``x`` tokens suffice. Unlike ``P(k = x)`` (which peaks at the mode and falls after it), it is non-decreasing
@@ -156,14 +149,14 @@ class HeadScorer:
             logits = self.head(encoded.latents[i : i + self.chunk].to(dev)).double()  # [n, K]
             parts.append(torch.softmax(logits, -1).cumsum(-1).clamp(0.0, 1.0).cpu())  # CDF over k = 1..K
         cdf = torch.cat(parts).numpy()  # [N, K]
-        return cdf[:, grid - 1]  # [N, G]
+        return cdf[:, grid - 1]  # [N, Q]
 
 
 class DistortionScorer:
     """The true quality of every grid candidate, by decoding it: ``-MSE`` (default), ``psnr``, ``ssim`` or
     ``-lpips`` (``metric``), higher = better. Fed to ``ilp`` / ``fast`` it gives the **oracle**.
 
-    Decodes ``N × G`` candidates in batches of ``chunk`` clips (one batched decode per chunk, each sample
+    Decodes ``N × Q`` candidates in batches of ``chunk`` clips (one batched decode per chunk, each sample
     masking its own tail). Pass ``cache`` (a :class:`CandidateMetrics` over the same clips) to share decodes.
     """
 
@@ -496,7 +489,7 @@ def evaluate(
         )
 
     # ---- scorers
-    head_quality = HeadScorer(head, chunk=chunk)(tokenizer, encoded, clips, grid)  # [N, G]
+    head_quality = HeadScorer(head, chunk=chunk)(tokenizer, encoded, clips, grid)  # [N, Q]
     t0 = lap("head_scorer", t0)
     need_lpips_metric = lpips or oracle_metric == "lpips"
     if need_lpips_metric and lpips_metric is None:
@@ -909,265 +902,13 @@ def format_rate_quality(rq: dict) -> str:
 
 
 # ================================================================================================ loading heads
-def _check_head_fits(head: TaildropHead, tokenizer: FrozenTokenizer, what: str) -> TaildropHead:
-    if (head.config.num_latents, head.config.latent_dim) != (tokenizer.num_latents, tokenizer.latent_dim):
-        raise EvalError(
-            f"--head: {what} reads latents [K, D] = [{head.config.num_latents}, {head.config.latent_dim}], but the "
-            f"tokenizer gives [{tokenizer.num_latents}, {tokenizer.latent_dim}]; expected a head for this tokenizer"
-        )
-    return head
-
-
-def _load_run_head(folder: Path, tokenizer: FrozenTokenizer, force: bool) -> TaildropHead:
-    """A GRPO run folder (``head.safetensors`` + ``head_config.json``) or one of its checkpoint folders, read with
-    :func:`vaportok_rl.export.read_run` (safetensors and JSON only)."""
-    from vaportok_rl.export import read_run
-
-    try:
-        run = read_run(folder)
-    except (OSError, ValueError) as err:
-        raise EvalError(f"--head: {err}") from None
-    fingerprint = str(getattr(tokenizer, "fingerprint", ""))
-    if run.tokenizer_fingerprint != fingerprint and not force:
-        raise EvalError(
-            f"--head: {folder} was trained on tokenizer {run.tokenizer_fingerprint[:12]}…, not on this one "
-            f"({fingerprint[:12]}…); expected the matching --tokenizer (or pass --force)"
-        )
-    head = _check_head_fits(TaildropHead(run.head_config), tokenizer, str(folder))
-    try:
-        head.load_state_dict(run.state_dict, strict=True)
-    except RuntimeError as err:
-        raise EvalError(f"--head: the weights in {folder} do not fit its head config ({err})") from None
-    return head.eval()
-
-
 def load_head_spec(spec: str, tokenizer: FrozenTokenizer, *, force: bool = False) -> TaildropHead:
-    """``"pretrained"``: the tokenizer's own ``.head``; ``"default"``: the GRPO-tuned head shipped in
-    ``vaportok_rl/assets/head_default/``; a path: an exported head folder (model.safetensors + config.json, via
-    :func:`vaportok_rl.export.load_head`) or a GRPO run folder (head.safetensors + head_config.json). Pickle-free.
-    Raises :class:`EvalError` naming ``--head``."""
-    if spec == "pretrained":
-        head = getattr(tokenizer, "head", None)
-        if not isinstance(head, TaildropHead):
-            raise EvalError(
-                f"--head: 'pretrained' needs a tokenizer with a pretrained TaildropHead as .head; this "
-                f"{type(tokenizer).__name__} has none. Expected 'default' or a head folder"
-            )
-        return _check_head_fits(head, tokenizer, "the pretrained head")
-    if spec == "default":
-        path = DEFAULT_HEAD_DIR
-        if not (path / "model.safetensors").is_file():
-            raise EvalError(
-                f"--head: 'default' is the GRPO-tuned head shipped at {path}, which is missing from this install. "
-                "Train one (vaportok-rl train recipes/grpo_default.yaml) and export it (vaportok-rl export RUN "
-                f"--out {path}), pass a run or export folder, or use --head pretrained"
-            )
-    else:
-        path = Path(spec)
-        if path.is_file() and path.name in ("head.safetensors", "model.safetensors"):
-            path = path.parent
-        if not path.is_dir():
-            raise EvalError(
-                f"--head: {spec!r} is not 'default', 'pretrained' or an existing folder; expected an exported head "
-                "folder (model.safetensors + config.json) or a GRPO run folder (head.safetensors + head_config.json)"
-            )
-    if (path / "model.safetensors").is_file():
-        from vaportok_rl.export import load_head
+    """``--head``: :func:`vaportok_rl.runs.load_head` (the one head loader: "default", "pretrained", an export,
+    run or checkpoint folder), its errors raised as :class:`EvalError` naming ``--head``."""
+    from vaportok_rl import runs
+    from vaportok_rl.tokenizer.head import ExportError
 
-        try:
-            head = load_head(path, tokenizer=tokenizer, force=force)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise EvalError(f"--head: cannot load the exported head {path}: {err}") from None
-        return _check_head_fits(head, tokenizer, str(path))
-    if (path / "head.safetensors").is_file() or (path / "meta.json").is_file():
-        return _load_run_head(path, tokenizer, force)
-    raise EvalError(
-        f"--head: {str(path)!r} holds neither model.safetensors + config.json (an exported head) nor "
-        "head.safetensors + head_config.json (a GRPO run folder) nor a checkpoint (tensors.safetensors + meta.json)"
-    )
-
-
-# ================================================================================================ CLI
-def _positive_int(option: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{option}: expected a positive integer, got {text!r}")
-        return value
-
-    return parse
-
-
-def _budget(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"--budget: expected a positive mean token count per clip, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="vaportok-rl eval",
-        description="Evaluate a taildrop head against AdapTok's budgeted allocators and the oracle frontier "
-        "(docs/eval.md).",
-    )
-    p.add_argument(
-        "--head",
-        required=True,
-        help="'default' (the packaged GRPO-tuned head), 'pretrained' (the tokenizer's own head), an "
-        "exported head folder or a GRPO run folder",
-    )
-    p.add_argument(
-        "--data",
-        required=True,
-        help="'synthetic', 'textures' (held-out test images) or a folder of .mp4/.avi/.webm files",
-    )
-    p.add_argument(
-        "--allocator",
-        required=True,
-        choices=sorted(ALLOCATORS),
-        help="headline allocator on the head's scores (fixed/bithr/bidelta/ilp are always compared too)",
-    )
-    p.add_argument(
-        "--budget",
-        type=_budget,
-        default=None,
-        help="mean tokens per clip (default: the head's own argmax mean token count)",
-    )
-    p.add_argument(
-        "--videos",
-        type=_positive_int("--videos"),
-        default=32,
-        help="videos to evaluate (default 32; a folder gives at most the files it holds)",
-    )
-    p.add_argument(
-        "--clips-per-video", type=_positive_int("--clips-per-video"), default=4, help="clips per video (default 4)"
-    )
-    p.add_argument("--tokenizer", default="default", help="'default' or a tokenizer .safetensors / run folder")
-    p.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
-    p.add_argument("--out", default=None, help="folder for eval.json and the PNG plots (default runs/eval/<data>)")
-    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest metric on CPU)")
-    p.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"held-out data seed (default {HELDOUT_SEED})")
-    p.add_argument(
-        "--oracle",
-        default="fast",
-        choices=ORACLES,
-        help="oracle solver on the true distortion (fast: ILP fallback if not certified)",
-    )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--force", action="store_true", help="load a head recorded for another tokenizer")
-    return p
-
-
-def _data_name(data: str) -> str:
-    return data if data in ("synthetic", "textures") else (Path(data).resolve().name or "folder")
-
-
-def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
-    from vaportok_rl.data import load_videos
-    from vaportok_rl.data.video_folder import VideoFolder
-
-    C, T, H, W = tokenizer.clip_shape
-    if H != W or C != 3:
-        raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
-    videos, split = args.videos, "test" if args.data == "textures" else "all"
-    if args.data not in ("synthetic", "textures"):
-        folder = Path(args.data)
-        if not folder.is_dir():
-            raise EvalError(f"--data: {args.data!r} is not 'synthetic', 'textures' or an existing folder of videos")
-        try:
-            available = len(VideoFolder(folder, clips_per_video=args.clips_per_video, frames=T, size=H))
-        except ValueError as err:
-            raise EvalError(f"--data: {err}") from None
-        videos, split = min(videos, available), None
-    try:
-        data = load_videos(
-            args.data, videos, args.clips_per_video, seed=args.seed, frames=T, size=H, split=split or "all"
-        )
-    except ValueError as err:
-        raise EvalError(f"--data: {err}") from None
-    return data, {"data": args.data, "split": split, "videos": videos}
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send file-descriptor-level stdout to stderr (solvers such as HiGHS may print from C), so that ``--json``
-    leaves nothing but the JSON on stdout."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    except OSError:  # no usable descriptors (embedded interpreters): nothing to redirect
-        yield
-        return
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def cli(argv: list[str]) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse already printed the message naming the option
-        return int(exit_.code or 0)
-    say = (lambda msg: print(f"eval: {msg}", file=sys.stderr)) if not args.json else (lambda msg: None)
-    try:
-        from vaportok_rl.tokenizer.default import load_tokenizer
-
-        try:
-            tokenizer = load_tokenizer(args.tokenizer)
-        except (FileNotFoundError, ValueError, OSError) as err:
-            raise EvalError(f"--tokenizer: cannot load {args.tokenizer!r}: {err}") from None
-        try:
-            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError as err:
-            raise EvalError(
-                f"--device: {args.device!r} is not a torch device ({err}); expected e.g. cpu or cuda"
-            ) from None
-        head = load_head_spec(args.head, tokenizer, force=args.force)
-        if isinstance(tokenizer, torch.nn.Module):
-            tokenizer.to(device)
-        head.to(device)
-        if args.budget is not None and not 1 <= args.budget <= tokenizer.num_latents:
-            raise EvalError(
-                f"--budget: expected a mean token count in [1, {tokenizer.num_latents}] (K of this tokenizer), "
-                f"got {args.budget:g}"
-            )
-        videos, info = _load_data(args, tokenizer)
-        say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
-        info["head"] = args.head
-        with _stdout_to_stderr():
-            report = evaluate(
-                tokenizer,
-                head,
-                videos.to(device),
-                allocator=args.allocator,
-                budget=args.budget,
-                lpips=not args.no_lpips,
-                seed=args.seed,
-                oracle=args.oracle,
-                info=info,
-                log=say,
-            )
-    except EvalError as err:
-        print(f"vaportok-rl eval: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
-    write_plots(report, out)
-    (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
-    if args.json:
-        print(json.dumps(report, indent=1, allow_nan=False))
-    else:
-        print(format_table(report))
-        print(f"report: {out / 'eval.json'}")
-    return 0
+        return runs.load_head(spec, tokenizer=tokenizer, force=force)
+    except (ExportError, OSError) as err:
+        raise EvalError(f"--head: {err}") from None

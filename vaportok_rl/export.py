@@ -1,15 +1,19 @@
-"""Exporting a tuned taildrop head: ``vaportok-rl export RUN_DIR --out DIR [--format torchscript] [--force]``.
+"""Exporting a tuned taildrop head (the library side of ``vaportok-rl export``, see ``vaportok_rl.cli.export``).
 
 An export folder holds
 
     model.safetensors     the head's state dict (safetensors: tensors only, no code)
     config.json           format + version, head architecture, temperature, sampling mode, reward specs and
                           weights, the training summary, the tokenizer's fingerprint, a SHA-256 of the weights
+                          (weights_sha256) and of the config itself (config_sha256)
     README.md             a model card: what it is, how to load it, the run's held-out evaluation numbers
     head.torchscript.pt   only with ``--format torchscript``: a traced TorchScript module, checked against
                           the eager head before it is written
 
-and loads back bit for bit with ``TaildropHead.from_pretrained(DIR, tokenizer=tok)`` (= :func:`load_head`).
+and loads back bit for bit with ``TaildropHead.from_pretrained(DIR, tokenizer=tok)`` or :func:`load_head` (=
+:func:`vaportok_rl.runs.load_head`, which also loads run folders, checkpoints and "default"); the format and its
+checks live in :mod:`vaportok_rl.tokenizer.head`. Both digests are checked on load; a missing one is an error
+unless ``force=True``.
 The fingerprint recorded at export is compared with the tokenizer's: a head tuned on other frozen weights is
 an error unless ``force=True`` (then a warning). Nothing in this module unpickles anything: weights are read
 with safetensors, everything else is JSON (and YAML through a safe loader).
@@ -30,26 +34,36 @@ sources you trust; ``from_pretrained`` never reads it. TorchScript is deprecated
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import Tensor
+from safetensors.torch import save_file
 
 from vaportok_rl.checkpoint import atomic_folder
-from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+from vaportok_rl.runs import TrainedRun, load_head, read_run
+from vaportok_rl.tokenizer.head import (
+    CARD_FILE,
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    TORCHSCRIPT_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    FingerprintMismatchError,
+    TaildropHead,
+    build_head,
+    config_digest,
+    load_export_config,
+    sha256_file,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -60,7 +74,6 @@ __all__ = [
     "ExportError",
     "FingerprintMismatchError",
     "TrainedRun",
-    "cli",
     "export_run",
     "load_export_config",
     "load_head",
@@ -68,174 +81,7 @@ __all__ = [
     "save_pretrained",
 ]
 
-FORMAT = "vaportok-rl/taildrop-head"
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CARD_FILE = "README.md"
-TORCHSCRIPT_FILE = "head.torchscript.pt"
 TORCHSCRIPT_TOLERANCE = 1e-5
-
-# What a training run folder holds (see vaportok_rl.trainer).
-RUN_HEAD = "head.safetensors"
-RUN_HEAD_CONFIG = "head_config.json"
-RUN_SUMMARY = "summary.json"
-RUN_CONFIG = "config.yaml"
-CKPT_TENSORS = "tensors.safetensors"
-CKPT_META = "meta.json"
-
-
-class ExportError(ValueError):
-    """A run folder that cannot be exported, or an export folder that cannot be loaded."""
-
-
-class FingerprintMismatchError(ExportError):
-    """The head was tuned on a tokenizer whose weights differ from the one it is being loaded onto."""
-
-
-# =============================================================================================== reading a run
-
-
-@dataclass
-class TrainedRun:
-    """What an export needs from a training run (or one of its checkpoints)."""
-
-    source: Path  # the run folder or checkpoint folder read
-    state_dict: dict[str, Tensor]  # the head's weights
-    head_config: HeadConfig
-    tokenizer_fingerprint: str
-    train_config: dict[str, Any] = field(default_factory=dict)  # the resolved TrainConfig as a dict ({} if unknown)
-    summary: dict[str, Any] = field(default_factory=dict)  # summary.json ({} if absent)
-    step: int | None = None  # optimiser steps behind the head
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{what}: {path} not found") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise ExportError(f"{what}: cannot read {path}: {error}") from error
-
-
-def _read_safetensors(path: Path, what: str) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise ExportError(f"{what}: {path} not found")
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as error:  # safetensors raises its own error types for truncated / corrupt files
-        raise ExportError(
-            f"{what}: {path} is not a readable safetensors file ({type(error).__name__}: {error})"
-        ) from error
-
-
-def _head_config(fields: Any, where: str) -> HeadConfig:
-    if not isinstance(fields, dict):
-        raise ExportError(f"{where}: expected the head architecture as a mapping, got {fields!r}")
-    known = {f.name for f in dataclasses.fields(HeadConfig)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ExportError(
-            f"{where}: unknown head architecture keys {unknown} (known: {sorted(known)}); "
-            f"was it written by a newer vaportok-rl?"
-        )
-    try:
-        return HeadConfig(**fields)
-    except (TypeError, ValueError) as error:
-        raise ExportError(f"{where}: invalid head architecture {fields}: {error}") from error
-
-
-def read_run(run_dir: str | os.PathLike) -> TrainedRun:
-    """Read a finished training run folder, or a checkpoint folder ``RUN/checkpoints/step-NNNNNN``."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise ExportError(f"run folder {path}: not found (expected the log.output_dir of a `vaportok-rl train` run)")
-    if (path / CKPT_META).is_file() and (path / CKPT_TENSORS).is_file():
-        return _read_checkpoint(path)
-    if not (path / RUN_HEAD).is_file():
-        checkpoints = sorted(path.glob("checkpoints/step-*"))
-        hint = (
-            (
-                f"; the run has not finished, but its newest checkpoint can be exported: "
-                f"`vaportok-rl export {checkpoints[-1]} --out DIR`"
-            )
-            if checkpoints
-            else ""
-        )
-        raise ExportError(f"run folder {path}: no {RUN_HEAD} (the trainer writes it after the last step){hint}")
-    info = _read_json(path / RUN_HEAD_CONFIG, f"run folder {path}")
-    if not isinstance(info, dict) or "head" not in info:
-        raise ExportError(f"run folder {path}: {RUN_HEAD_CONFIG} has no 'head' entry (the head's architecture)")
-    summary = _read_json(path / RUN_SUMMARY, f"run folder {path}") if (path / RUN_SUMMARY).is_file() else {}
-    train_config = info.get("config")
-    if not train_config and (path / RUN_CONFIG).is_file():
-        from vaportok_rl.config import load_yaml  # a yaml.SafeLoader: no Python objects are constructed
-
-        train_config = load_yaml(path / RUN_CONFIG)
-    fingerprint = info.get("tokenizer_fingerprint") or summary.get("tokenizer_fingerprint")
-    if not fingerprint:
-        raise ExportError(
-            f"run folder {path}: no tokenizer_fingerprint in {RUN_HEAD_CONFIG} or {RUN_SUMMARY}; "
-            f"without it a loaded head cannot be checked against its tokenizer"
-        )
-    return TrainedRun(
-        source=path,
-        state_dict=_read_safetensors(path / RUN_HEAD, f"run folder {path}"),
-        head_config=_head_config(info["head"], f"{path / RUN_HEAD_CONFIG}"),
-        tokenizer_fingerprint=str(fingerprint),
-        train_config=dict(train_config or {}),
-        summary=dict(summary),
-        step=info.get("steps", summary.get("steps")),
-    )
-
-
-def _read_checkpoint(path: Path) -> TrainedRun:
-    meta = _read_json(path / CKPT_META, f"checkpoint {path}")
-    tensors = _read_safetensors(path / CKPT_TENSORS, f"checkpoint {path}")
-    state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-    if not state or "head_config" not in meta or not meta.get("tokenizer_fingerprint"):
-        raise ExportError(
-            f"checkpoint {path}: expected head.* tensors, 'head_config' and 'tokenizer_fingerprint' "
-            f"in {CKPT_META}; is it a vaportok-rl GRPO checkpoint?"
-        )
-    history = meta.get("eval_history") or []
-    summary = {
-        "steps": meta.get("step"),
-        "eval_history": history,
-        "initial_eval": history[0] if history else None,
-        "final_eval": history[-1] if history else None,
-    }
-    return TrainedRun(
-        source=path,
-        state_dict=state,
-        head_config=_head_config(meta["head_config"], str(path / CKPT_META)),
-        tokenizer_fingerprint=str(meta["tokenizer_fingerprint"]),
-        train_config=dict(meta.get("config") or {}),
-        summary=summary,
-        step=meta.get("step"),
-    )
-
-
-def _build_head(config: HeadConfig, state_dict: dict[str, Tensor], where: str) -> TaildropHead:
-    """A TaildropHead holding exactly ``state_dict`` (strict); the global RNG is left untouched."""
-    with torch.random.fork_rng(devices=[]):  # nn.Module init draws from the global RNG; its values are overwritten
-        head = TaildropHead(config)
-    expected = head.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(expected[k].shape) != tuple(state_dict[k].shape))
-    if missing or unexpected or wrong:
-        shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}" for k in wrong]
-        raise ExportError(
-            f"{where}: the weights do not fit the recorded architecture {dataclasses.asdict(config)}: "
-            f"missing {missing}, unexpected {unexpected}, wrong shapes {shapes}"
-        )
-    with torch.no_grad():
-        for name, tensor in head.state_dict(keep_vars=True).items():
-            source = state_dict[name]
-            if tensor.dtype != source.dtype:  # keep the stored dtype: the round trip is bit for bit
-                tensor.data = torch.empty_like(source)
-            tensor.copy_(source)
-    return head.eval()
 
 
 # =============================================================================================== writing
@@ -279,14 +125,6 @@ def _training_summary(run: TrainedRun) -> dict:
             summary[key] = s[key]
     summary["source"] = run.source.name
     return summary
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torch.jit.ScriptModule:
@@ -385,10 +223,11 @@ def save_pretrained(
             "rewards": rewards,
             "training": training or {},
             "eval": _eval_for_config(eval_results),
-            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+            "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
             "files": [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([TORCHSCRIPT_FILE] if traced is not None else []),
         }
         config = _plain(config)
+        config["config_sha256"] = config_digest(config)  # covers everything above, weights_sha256 included
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(config, name=name or out.name), encoding="utf-8")
         if traced is not None:
@@ -410,7 +249,7 @@ def export_run(
 ) -> Path:
     """``vaportok-rl export``: read a run (or checkpoint) folder and write an export folder at ``out``."""
     run = read_run(run_dir)
-    head = _build_head(run.head_config, run.state_dict, f"run folder {run.source}")
+    head = build_head(run.head_config, run.state_dict, f"run folder {run.source}")
     rollout = run.train_config.get("rollout") or {}
     return save_pretrained(
         head,
@@ -633,141 +472,3 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-# =============================================================================================== loading
-
-
-def _export_folder(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if p.is_file() and p.name in (WEIGHTS_FILE, CONFIG_FILE):
-        p = p.parent
-    if not p.is_dir():
-        raise ExportError(f"head export {p}: not found (expected a folder written by `vaportok-rl export`)")
-    if not (p / CONFIG_FILE).is_file():
-        hint = (
-            f"; it looks like a training run folder: export it first with `vaportok-rl export {p} --out DIR`"
-            if (p / RUN_HEAD).is_file()
-            else ""
-        )
-        raise ExportError(f"head export {p}: no {CONFIG_FILE}{hint}")
-    return p
-
-
-def load_export_config(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of an export folder, format-checked."""
-    folder = _export_folder(path)
-    config = _read_json(folder / CONFIG_FILE, f"head export {folder}")
-    found = config.get("format") if isinstance(config, dict) else None
-    if found != FORMAT:
-        raise ExportError(f"head export {folder}: {CONFIG_FILE} has format {found!r}, expected {FORMAT!r}")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ExportError(
-            f"head export {folder}: format_version {version!r}; this vaportok-rl reads up to "
-            f"{FORMAT_VERSION} (upgrade vaportok-rl)"
-        )
-    return config
-
-
-def load_head(path: str | os.PathLike, tokenizer: Any = None, force: bool = False) -> TaildropHead:
-    """Load an export folder as a :class:`TaildropHead` (eval mode, on the CPU), bit for bit as exported.
-
-    ``tokenizer`` (a FrozenTokenizer, or its fingerprint as a string) is checked against the fingerprint the head
-    was exported with: a mismatch raises :class:`FingerprintMismatchError` unless ``force=True``, which warns
-    instead. The head's input shape ``[K, D]`` must match the tokenizer's in any case. Only safetensors and JSON
-    are read.
-    """
-    folder = _export_folder(path)
-    config = load_export_config(folder)
-    head_config = _head_config(config.get("head"), f"head export {folder}/{CONFIG_FILE}")
-    if tokenizer is not None:
-        _check_tokenizer(folder, config, head_config, tokenizer, force)
-    weights = folder / WEIGHTS_FILE
-    expected = config.get("weights_sha256")
-    if expected and weights.is_file() and _sha256(weights) != expected:
-        raise ExportError(
-            f"head export {folder}: {WEIGHTS_FILE} does not match the SHA-256 recorded in {CONFIG_FILE} "
-            f"({expected[:12]}…); the file is corrupted or was replaced"
-        )
-    state = _read_safetensors(weights, f"head export {folder}")
-    return _build_head(head_config, state, f"head export {folder}")
-
-
-def _check_tokenizer(folder: Path, config: dict, head_config: HeadConfig, tokenizer: Any, force: bool) -> None:
-    expected = config.get("tokenizer_fingerprint")
-    actual = tokenizer if isinstance(tokenizer, str) else getattr(tokenizer, "fingerprint", None)
-    if actual is None:
-        raise ExportError(
-            f"head export {folder}: the tokenizer {type(tokenizer).__name__} has no `fingerprint`; "
-            f"pass a FrozenTokenizer, its fingerprint string, or tokenizer=None to skip the check"
-        )
-    if not isinstance(tokenizer, str):
-        shape = (getattr(tokenizer, "num_latents", None), getattr(tokenizer, "latent_dim", None))
-        if shape != (head_config.num_latents, head_config.latent_dim):
-            raise ExportError(
-                f"head export {folder}: the head reads latents [K, D] = "
-                f"[{head_config.num_latents}, {head_config.latent_dim}] but the tokenizer gives "
-                f"[{shape[0]}, {shape[1]}]; no force can make them fit"
-            )
-    if str(actual) == str(expected):
-        return
-    message = (
-        f"head export {folder} was tuned on the tokenizer with fingerprint {expected}, but the given "
-        f"tokenizer's fingerprint is {actual}: its frozen weights differ, so the head's decisions are "
-        f"meaningless for it"
-    )
-    if not force:
-        raise FingerprintMismatchError(message + ". Pass force=True (CLI: --force) to load it anyway.")
-    warnings.warn(message + " (loaded anyway: force=True).", UserWarning, stacklevel=3)
-
-
-# =============================================================================================== CLI
-
-
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vaportok-rl export",
-        description="Export a tuned taildrop head: model.safetensors + config.json + README.md (model card). "
-        "Load it with TaildropHead.from_pretrained(OUT, tokenizer=...).",
-    )
-    parser.add_argument(
-        "run_dir",
-        help="a finished `vaportok-rl train` folder (log.output_dir), or one of its checkpoints/step-NNNNNN folders",
-    )
-    parser.add_argument("--out", required=True, help="export folder to write (created; written atomically)")
-    parser.add_argument(
-        "--format",
-        choices=["safetensors", "torchscript"],
-        default="safetensors",
-        help="'torchscript' also writes head.torchscript.pt, checked against the eager head "
-        f"(max abs diff <= {TORCHSCRIPT_TOLERANCE:g}) before it is written",
-    )
-    parser.add_argument("--force", action="store_true", help="replace an existing export folder at --out")
-    parser.add_argument(
-        "--eval-json",
-        metavar="FILE",
-        help="evaluation numbers to include in config.json and the model card: the eval.json "
-        "that `vaportok-rl eval --head OUT` writes (its table goes into the card), or any JSON "
-        "object of metrics",
-    )
-    args = parser.parse_args(argv)
-    try:
-        eval_results = None
-        if args.eval_json:
-            eval_results = _read_json(Path(args.eval_json), "--eval-json")
-            if not isinstance(eval_results, dict):
-                raise ExportError(f"--eval-json {args.eval_json}: expected a JSON object of metrics")
-        out = export_run(
-            args.run_dir,
-            args.out,
-            torchscript=args.format == "torchscript",
-            force=args.force,
-            eval_results=eval_results,
-        )
-    except ExportError as error:
-        print(f"vaportok-rl export: error: {error}", file=sys.stderr)
-        return 2
-    files = sorted(p.name for p in out.iterdir())
-    print(f"wrote {out}: {', '.join(files)}")
-    return 0

@@ -16,7 +16,7 @@ The head gives logits [N, K] over index j = k - 1. Three ways to act on them (``
     (no gradient, no KL signal), so ``log_prob`` and ``entropy`` in this mode score the action under the
     *full* distribution instead: the policy is the full softmax, argmax is only how it acts.
 
-Axis letters: N clips, K latent tokens, D latent width (see DESIGN.md).
+Axis letters: N clips, K latent tokens, D latent width (see docs/design.md).
 """
 
 from __future__ import annotations

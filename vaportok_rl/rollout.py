@@ -6,12 +6,19 @@
                               ──one causal prior pass per clip──► prior_correct [B, L, K]
 
 Work is only done for what the rewards ask for (``needs``): a run with efficiency and penalty alone never
-touches the decoder. Axis letters follow DESIGN.md.
+touches the decoder. Axis letters: docs/design.md.
+
+Randomness: ``collect_rollout`` takes either one generator for all B·L clips, or one generator per video
+(:func:`video_generators`), so that a video's G paths depend on that video's seed alone, never on the videos
+before it in the batch or on how the batch is split over processes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from einops import rearrange, repeat
@@ -22,6 +29,18 @@ from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
 NEEDS = frozenset({"reconstructions", "prior_correct"})
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed that depends on ``parts`` only (e.g. (seed, "sample", step, video index))."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def video_generators(seed: int, kind: str, step: int, indices: range, device: torch.device) -> list[torch.Generator]:
+    """One generator per video i in ``indices``, seeded by (seed, kind, step, i) alone: pass them to
+    :func:`collect_rollout` as ``generator``."""
+    return [torch.Generator(device=device).manual_seed(derive_seed(seed, kind, step, i)) for i in indices]
 
 
 @dataclass(kw_only=True)
@@ -156,7 +175,7 @@ def collect_rollout(
     group_size: int,
     mode: str,
     needs: set[str] | frozenset[str],
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
     decode_chunk: int = 256,
     encode_chunk: int = 256,
     encoded: Encoded | None = None,
@@ -164,7 +183,8 @@ def collect_rollout(
     """Sample ``group_size`` paths per video and gather what the rewards ``needs``.
 
     videos [B, L, C, T, H, W]; ``encoded`` (N = B·L, row n = b·L + l) skips the encoder when given.
-    ``generator`` is the only source of randomness; it must live on the latents' device.
+    ``generator`` is the only source of randomness and must live on the latents' device: one generator for all
+    clips, or a sequence of B generators, video b's L clips (rows b·L .. b·L + L - 1) drawing from the b-th.
     """
     check_mode(mode)
     unknown = set(needs) - NEEDS
@@ -184,7 +204,24 @@ def collect_rollout(
 
     # ---- sample G paths per video; pre_argmax fixes its support cut now so every later log-prob shares it
     max_keep_n = policy.argmax_keep(latents) if mode == "pre_argmax" else None  # [N]
-    keep_gn = policy.sample(latents, mode, generator, num_samples=G, max_keep=max_keep_n)  # [G, N]
+    if isinstance(generator, Sequence):
+        if len(generator) != B:
+            raise ValueError(f"generator: expected one generator per video (B = {B}), got {len(generator)}")
+        keep_gn = torch.cat(
+            [
+                policy.sample(
+                    latents[b * L : (b + 1) * L],
+                    mode,
+                    video_generator,
+                    num_samples=G,
+                    max_keep=None if max_keep_n is None else max_keep_n[b * L : (b + 1) * L],
+                )
+                for b, video_generator in enumerate(generator)
+            ],
+            dim=-1,
+        )  # [G, N]
+    else:
+        keep_gn = policy.sample(latents, mode, generator, num_samples=G, max_keep=max_keep_n)  # [G, N]
     keep = rearrange(keep_gn, "g (b l) -> b g l", b=B)  # [B, G, L]
     max_keep = None if max_keep_n is None else rearrange(max_keep_n, "(b l) -> b l", b=B)  # [B, L]
 

@@ -40,7 +40,6 @@ recomputed only when the head changes).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -48,7 +47,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -59,22 +57,21 @@ from typing import Any
 import numpy as np
 
 from vaportok_rl.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
+from vaportok_rl.heldout import evaluate_head
 from vaportok_rl.rewards import RewardError
+from vaportok_rl.runs import checkpoint_dirs, load_head
+from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.train_config import DEFAULT_REWARDS, LogConfig, SweepConfig, TrainConfig
-from vaportok_rl.trainer import checkpoint_dirs, load_rewards, load_tokenizer_spec, run_training
+from vaportok_rl.trainer import load_rewards, run_training
 
 __all__ = [
     "RESULT_COLUMNS",
     "Sweep",
     "SweepError",
     "SweepRun",
-    "cli",
-    "evaluate_head",
     "evaluate_run",
     "format_table",
-    "held_out_videos",
     "load_results",
-    "load_run_head",
     "load_sweep",
     "run_sweep",
     "write_report",
@@ -108,7 +105,7 @@ SUMMARY = "summary.json"
 SWEEP_METRICS = "sweep_metrics.json"
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     """A sweep recipe that cannot run (bad recipe, bad run config, stale run folder); the CLI exits with 2."""
 
 
@@ -313,83 +310,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _tokenizer_device(tokenizer) -> Any:
-    import torch
-
-    params = getattr(tokenizer, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    return torch.device("cpu")
-
-
-def load_run_head(run_dir: str | os.PathLike):
-    """The tuned head of a run folder (head.safetensors + head_config.json), in eval mode without gradients."""
-    from safetensors.torch import load_file
-
-    from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
-
-    run_dir = Path(run_dir)
-    info = json.loads((run_dir / "head_config.json").read_text())
-    head = TaildropHead(from_dict(HeadConfig, info["head"]))
-    head.load_state_dict(load_file(run_dir / "head.safetensors"))
-    return head.eval().requires_grad_(False)
-
-
-def held_out_videos(config: TrainConfig, tokenizer):
-    """The run's held-out videos [B, L, C, T, H, W], exactly as the trainer's evaluation draws them (16 videos
-    when the run turned evaluation off)."""
-    from vaportok_rl.data import load_videos
-
-    e = config.eval
-    _, T, H, _ = tuple(tokenizer.clip_shape)
-    return load_videos(
-        e.source or config.data.source,
-        e.num_videos or 16,
-        e.clips_per_video or config.rollout.clips_per_video,
-        seed=e.seed,
-        frames=T,
-        size=H,
-        split=e.split,
-    )
-
-
-def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, videos=None) -> dict[str, float]:
-    """A head's argmax keep counts on the run's held-out videos: tokens (mean, std), PSNR, MSE, LPIPS, prior
-    top-5 accuracy on the kept tokens. ``videos`` [B, L, C, T, H, W] defaults to :func:`held_out_videos`."""
-    import torch
-    from einops import rearrange
-
-    from vaportok_rl.metrics import LPIPSMetric, psnr
-    from vaportok_rl.policy import TaildropPolicy
-    from vaportok_rl.rollout import encode_videos
-    from vaportok_rl.tokenizer.protocol import prior_accuracy
-
-    device = _tokenizer_device(tokenizer)
-    videos = (held_out_videos(config, tokenizer) if videos is None else videos).to(device)
-    chunk = config.rollout.decode_chunk
-    with torch.no_grad():
-        encoded = encode_videos(tokenizer, videos, config.rollout.encode_chunk)
-        keep = TaildropPolicy(head.to(device)).argmax_keep(encoded.latents)  # [N]
-        recon = torch.cat(
-            [tokenizer.decode(encoded.latents[i : i + chunk], keep[i : i + chunk]) for i in range(0, len(keep), chunk)]
-        )  # [N, C, T, H, W]
-        clips = rearrange(videos, "b l c t h w -> (b l) c t h w")
-        mse = (recon.float() - clips.float()).pow(2).flatten(1).mean(1)  # [N]
-        metric = lpips_metric if lpips_metric is not None else LPIPSMetric(device)
-        lpips = metric(recon.clamp(0, 1), clips)  # [N]
-        top5 = prior_accuracy(tokenizer.prior_correct(encoded, 5), keep)  # [N]
-    return {
-        "tokens": keep.float().mean().item(),
-        "tokens_std": keep.float().std().item() if len(keep) > 1 else 0.0,
-        "psnr": psnr(recon, clips).mean().item(),
-        "mse": mse.mean().item(),
-        "lpips": lpips.mean().item(),
-        "prior_top5": top5.mean().item(),
-        "num_clips": len(keep),
-    }
-
-
 def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None) -> dict[str, float]:
     """:func:`evaluate_head` of a finished run's tuned head, cached in the run folder's sweep_metrics.json
     (keyed by the head file's hash, so a re-trained run is re-evaluated)."""
@@ -399,7 +319,7 @@ def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None) -> dict[str, float
         cached = json.loads(cache.read_text())
         if cached.get("head_sha256") == digest and cached.get("tokenizer_fingerprint") == str(tokenizer.fingerprint):
             return cached["metrics"]
-    metrics = evaluate_head(load_run_head(run.output_dir), run.config, tokenizer, lpips_metric)
+    metrics = evaluate_head(load_head(run.output_dir), run.config, tokenizer, lpips_metric)
     record = {"head_sha256": digest, "tokenizer_fingerprint": str(tokenizer.fingerprint), "metrics": metrics}
     cache.write_text(json.dumps(record, indent=1))
     return metrics
@@ -610,14 +530,17 @@ def run_sweep(
     tokenizer=None,
     progress: bool = True,
     keep_going: bool = False,
-    log=print,
+    log=None,
 ) -> dict[str, Any]:
     """Run every unfinished run of a sweep recipe, then evaluate all runs and write the report.
 
     ``tokenizer``: an already-built FrozenTokenizer for every run (default: each distinct ``tokenizer`` spec of
     the runs is loaded once). ``keep_going``: a failing run is reported and the sweep goes on (default: the
-    exception propagates; finished runs stay finished, a re-run resumes). Returns {"sweep", "rows", "failed",
+    exception propagates; finished runs stay finished, a re-run resumes). ``log``: called with one progress
+    line per run (e.g. ``print``; default: silent). Returns {"sweep", "rows", "failed" (run ids), "errors" ({run id:
+    the failure's traceback text}),
     "trained", "skipped", "files", "table"}."""
+    log = log or (lambda message: None)
     sweep = load_sweep(recipe, overrides, output_dir=output_dir)
     check_run_folders(sweep)
     sweep.root.mkdir(parents=True, exist_ok=True)
@@ -662,7 +585,7 @@ def run_sweep(
             except (RewardError, ConfigError) as error:
                 raise SweepError(f"{sweep.recipe}: run {run.run_id!r}: {error}") from error
 
-    trained, skipped, failed = [], [], []
+    trained, skipped, failed, errors = [], [], [], {}
     wandb_group = {"WANDB_RUN_GROUP": sweep.name} if any(r.config.log.report_to == "wandb" for r in sweep.runs) else {}
     with _env(**wandb_group):
         for i, run in enumerate(sweep.runs, 1):
@@ -683,7 +606,7 @@ def run_sweep(
                 if not keep_going:
                     raise
                 log(f"{head}: FAILED: {type(error).__name__}: {error}")
-                traceback.print_exc()
+                errors[run.run_id] = traceback.format_exc()
                 failed.append(run.run_id)
                 continue
             trained.append(run.run_id)
@@ -702,6 +625,7 @@ def run_sweep(
         "sweep": sweep,
         "rows": rows,
         "failed": failed,
+        "errors": errors,
         "trained": trained,
         "skipped": skipped,
         "files": files,
@@ -743,61 +667,3 @@ def _reference_point(run: SweepRun, tokenizer, lpips_metric) -> dict | None:
         "psnr": first.get("eval/argmax_psnr", math.nan),
         "prior_top5": math.nan,
     }
-
-
-# =============================================================================================== CLI
-
-
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vaportok-rl sweep",
-        description="Run a sweep recipe: named override sets (and/or a grid) over a base training recipe, one "
-        "folder per run, resumable; then results.csv, rewards.png, pareto.png and table.md in the sweep folder.",
-        epilog="Overrides (key=value) apply to every run, e.g. steps=20 rollout.videos_per_step=4. "
-        "Re-running the same command skips finished runs and resumes a killed one from its checkpoint.",
-    )
-    parser.add_argument("recipe", help="sweep recipe YAML, e.g. recipes/sweep_recon_gen.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides for every run")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
-    parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
-    parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_intermixed_args(argv)  # options may come after the overrides
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        parser.error(f"overrides must look like key=value, got {bad}")
-    try:
-        if args.dry_run:
-            sweep = load_sweep(args.recipe, args.overrides, output_dir=args.output_dir)
-            print(describe_runs(sweep))
-            check_run_folders(sweep)
-            return 0
-        result = run_sweep(
-            args.recipe,
-            args.overrides,
-            output_dir=args.output_dir,
-            progress=not args.no_progress,
-            keep_going=args.keep_going,
-        )
-    except (SweepError, ConfigError) as error:
-        print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # a run crashed: what is finished stays finished
-        traceback.print_exc()
-        print(
-            f"vaportok-rl sweep: a run failed ({type(error).__name__}: {error}). Finished runs are kept; re-run "
-            f"the same command to resume (--keep-going runs the others past a failing one).",
-            file=sys.stderr,
-        )
-        return 1
-    if result["table"]:
-        print()
-        print(result["table"])
-    for name, path in result["files"].items():
-        print(f"wrote {path}" + ("" if name != "results" else f" ({len(result['rows'])} runs)"))
-    if result["failed"]:
-        print(
-            f"vaportok-rl sweep: {len(result['failed'])} run(s) failed: {', '.join(result['failed'])}", file=sys.stderr
-        )
-        return 1
-    return 0

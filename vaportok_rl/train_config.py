@@ -9,8 +9,8 @@ Rewards are a *mapping* from a label to ``{spec, weight, kwargs}`` rather than a
 overrides can reach them: ``rewards.penalty.weight=2``, ``rewards.penalty.kwargs.shape=quadratic``, and
 ``rewards.efficiency=null`` drops a reward inherited from a base recipe (the leave-one-out ablation).
 
-A *sweep recipe* (see :class:`SweepConfig`) names a base recipe and a list of named override sets; each
-expands to a full :class:`TrainConfig` with :func:`expand_sweep`.
+A *sweep recipe* (see :class:`SweepConfig`) names a base recipe and a list of named override sets (and/or a
+``grid``); :func:`vaportok_rl.sweep.load_sweep`, the one sweep expander, turns it into full TrainConfig objects.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from vaportok_rl.config import ConfigError, from_dict, load_config, load_yaml, merge, parse_overrides, to_dict
+from vaportok_rl.config import load_config, to_dict
 
 __all__ = [
     "DEFAULT_REWARDS",
@@ -36,7 +35,6 @@ __all__ = [
     "RunSpec",
     "SweepConfig",
     "TrainConfig",
-    "expand_sweep",
     "load_train_config",
 ]
 
@@ -419,7 +417,8 @@ class SweepConfig:
           - {name: wo_efficiency, overrides: ["rewards.efficiency=null"]}
 
     Run ``name`` with seed ``k`` trains base ⊕ overrides ⊕ the run's overrides ⊕ ``seed=k``, writing to
-    ``<log.output_dir>/<name>/seed<k>``. :func:`expand_sweep` builds and validates every run's config.
+    ``<log.output_dir>/<name>/seed<k>``. :func:`vaportok_rl.sweep.load_sweep` expands a ``grid:`` into ``runs`` and
+    builds and validates every run's config.
     """
 
     base: str
@@ -447,32 +446,3 @@ class SweepConfig:
                 _non_negative_int("", f"seeds[{i}]", seed)
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"seeds: duplicate seeds in {self.seeds}")
-
-
-def expand_sweep(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> list[tuple[str, TrainConfig]]:
-    """Read a sweep recipe and return ``[(run_id, TrainConfig), ...]`` in order, every config validated.
-
-    ``overrides`` (e.g. from the command line) apply to every run, after the sweep's own shared overrides.
-    ``run_id`` is ``name`` or ``name/seed<k>``; it is also the run's folder under the base output_dir.
-    """
-    path = Path(path)
-    sweep = from_dict(SweepConfig, load_yaml(path))
-    base_path = Path(sweep.base)
-    if not base_path.is_absolute():
-        base_path = path.parent / base_path
-    base = load_yaml(base_path)
-    shared = merge(parse_overrides(sweep.overrides), parse_overrides(list(overrides)))
-    out = []
-    for run in sweep.runs:
-        for seed in sweep.seeds if sweep.seeds is not None else [None]:
-            data = merge(merge(base, shared), parse_overrides(run.overrides))
-            run_id = run.name if seed is None else f"{run.name}/seed{seed}"
-            if seed is not None:
-                data["seed"] = seed
-            try:
-                config = from_dict(TrainConfig, data)
-            except ConfigError as error:
-                raise ConfigError(f"{path}: run {run_id!r}: {error}") from error
-            data["log"] = {**to_dict(config.log), "output_dir": str(Path(config.log.output_dir) / run_id)}
-            out.append((run_id, from_dict(TrainConfig, data)))
-    return out

@@ -7,7 +7,7 @@ One training step, on one screen in :func:`run_training`:
       ──compute_advantages──► advantages [B, G] ──► μ × (log-probs [B, G, L] → grpo_loss → AdamW step)
 
 Only the head learns: the tokenizer (and its AR prior) is frozen, the reference of the KL term is a frozen copy
-of the starting head. Axis letters follow DESIGN.md.
+of the starting head. Axis letters: docs/design.md.
 
 Determinism and processes. Training video i of step s is drawn from (data seed, s, i) alone, and its G paths
 from a generator seeded by (seed, s, i) alone. Under ``torchrun --nproc_per_node P`` each process takes the
@@ -38,7 +38,7 @@ metrics.jsonl lines have ``step`` (updates done: 0 = before training) and either
     grad_norm                             global gradient norm before clipping, mean over μ updates
     lr, step_time                         learning rate of the step's first update; wall seconds of the step
 
-or the held-out evaluation keys (fixed videos and generator; see :class:`HeldOutEval`)
+or the held-out evaluation keys (fixed videos and generators; see :class:`vaportok_rl.heldout.HeldOutEval`)
 
     eval/reward, eval/reward_std, eval/rewards/<label>/mean|std, eval/objective, eval/tokens/mean,
     eval/argmax_tokens/mean, eval/argmax_psnr, eval/psnr (when rewards decode)
@@ -46,56 +46,50 @@ or the held-out evaluation keys (fixed videos and generator; see :class:`HeldOut
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import hashlib
-import importlib
-import importlib.util
 import json
 import math
 import os
 import random
 import secrets
 import shutil
-import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from einops import rearrange, repeat
-from safetensors.torch import save_file
+from einops import rearrange
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
-from vaportok_rl.config import ConfigError, describe, save_yaml, to_dict
+from vaportok_rl.config import ConfigError, save_yaml, to_dict
 from vaportok_rl.data import load_videos
 from vaportok_rl.grpo import compute_advantages, grpo_loss
-from vaportok_rl.metrics import psnr
+from vaportok_rl.heldout import HeldOutEval, reward_metrics, score
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.rewards import RewardError, check_reward_output, load_reward, required_needs
-from vaportok_rl.rollout import Rollout, collect_rollout, encode_videos, group_log_prob
+from vaportok_rl.rewards import RewardError, load_reward, required_needs
+from vaportok_rl.rollout import Rollout, collect_rollout, derive_seed, group_log_prob, video_generators
+from vaportok_rl.runs import CHECKPOINTS, METRICS_FILE, checkpoint_dirs, load_head, read_metrics_lines, save_head
+from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
-from vaportok_rl.train_config import TrainConfig, load_train_config
+from vaportok_rl.train_config import TrainConfig
 
-__all__ = ["HeldOutEval", "derive_seed", "load_tokenizer_spec", "run_training", "save_head", "cli"]
+__all__ = ["TrainingError", "VideoStream", "lr_factor", "run_training", "starting_head"]
 
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
+
+class TrainingError(ConfigError):
+    """A run that cannot start or go on because of its inputs or its environment (unwritable output folder, full
+    disk, an unreadable video, a reward plugin raising): the message names the file, plugin and step. The CLI
+    prints it on one line and exits with status 2; what was computed before (checkpoints, metrics) is kept."""
 
 
 # =============================================================================================== seeds and data
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed that depends on ``parts`` only (e.g. (seed, "sample", step, video index))."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class VideoStream:
@@ -114,12 +108,16 @@ class VideoStream:
         self.source, self.L, self.frames, self.size = source, clips_per_video, T, H
         self.seed, self.split, self.batch = seed, split, batch
         self.folder = None
-        if source not in ("synthetic", "textures", "mixed"):
+        if source not in ("synthetic", "textures"):
             from vaportok_rl.data import VideoFolder
 
             if not Path(source).is_dir():
                 raise ConfigError(f"data.source: expected 'synthetic', 'textures' or a folder, got {source!r}")
-            self.folder = VideoFolder(source, clips_per_video=clips_per_video, frames=T, size=H)
+            try:
+                self.folder = VideoFolder(source, clips_per_video=clips_per_video, frames=T, size=H)
+                self.folder.check()  # every file, before the first step
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"data.source: {error}") from None
 
     def videos(self, step: int, indices: range) -> Tensor:
         """[len(indices), L, 3, T, H, W] in [0, 1]."""
@@ -141,68 +139,14 @@ class VideoStream:
 # =============================================================================================== tokenizer and head
 
 
-def _import_file(path: Path, kind: str):
-    path = path.resolve()
-    name = f"_vaportok_{kind}_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{kind} {path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
-    """``"file.py:factory"`` / ``"package.module:factory"`` (a callable, e.g. a class, returning a FrozenTokenizer),
-    else :func:`vaportok_rl.tokenizer.load_tokenizer` ("default", a tokenizer .safetensors file or a run folder)."""
-    target, sep, attr = spec.rpartition(":")
-    if sep and attr.isidentifier() and target:
-        if target.endswith(".py"):
-            if not Path(target).is_file():
-                raise ConfigError(f"tokenizer {spec!r}: file {target} not found")
-            module = _import_file(Path(target), "tokenizer")
-        else:
-            try:
-                module = importlib.import_module(target)
-            except ImportError as error:
-                raise ConfigError(f"tokenizer {spec!r}: cannot import module {target!r}: {error}") from error
-        factory = getattr(module, attr, None)
-        if not callable(factory):
-            raise ConfigError(f"tokenizer {spec!r}: {attr!r} is not a callable in {target}")
-        tokenizer = factory()
-    else:
-        from vaportok_rl.tokenizer import load_tokenizer
-
-        try:
-            tokenizer = load_tokenizer(spec)
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"tokenizer {spec!r}: {error}") from error
-    if not isinstance(tokenizer, FrozenTokenizer):
-        raise ConfigError(
-            f"tokenizer {spec!r}: got a {type(tokenizer).__name__}, which lacks the FrozenTokenizer "
-            f"members (num_latents, latent_dim, codebook_size, clip_shape, fingerprint, encode, decode, "
-            f"prior_correct)"
-        )
-    return tokenizer
-
-
 def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHead:
-    """A trainable copy of ``policy.init``, else of the tokenizer's pretrained ``.head``, else a fresh head sized
-    from the protocol."""
+    """A trainable copy of ``policy.init`` (any form :func:`~vaportok_rl.runs.load_head` reads), else of the
+    tokenizer's pretrained ``.head``, else a fresh head sized from the protocol."""
     pretrained = getattr(tokenizer, "head", None)
     if config.policy.init is not None:
-        from vaportok_rl.evaluation import EvalError, load_head_spec
-
         try:
-            head = copy.deepcopy(load_head_spec(config.policy.init, tokenizer))
-        except (EvalError, ValueError, OSError) as err:
+            head = load_head(config.policy.init, tokenizer)
+        except (ValueError, OSError) as err:
             raise ConfigError(f"policy.init: {err}") from None
     elif isinstance(pretrained, TaildropHead):
         head = copy.deepcopy(pretrained)
@@ -240,33 +184,6 @@ class PathScorer(nn.Module):
         return group_log_prob(self.policy, latents, keep, self.mode, max_keep)
 
 
-class PerVideoSampling(TaildropPolicy):
-    """The policy (same head), drawing each video's G paths from that video's own generator.
-
-    :func:`~vaportok_rl.rollout.collect_rollout` samples all B·L clips (row n = b·L + l) with one generator, so
-    a video's paths would depend on the videos before it in the batch, and a 2-process run would differ from
-    a 1-process one. This override of ``sample`` draws rows b·L .. b·L + L - 1 from ``generators[b]``."""
-
-    def __init__(self, policy: TaildropPolicy, generators: list[torch.Generator], clips_per_video: int):
-        super().__init__(policy.head)
-        self.generators, self.clips_per_video = generators, clips_per_video
-
-    def sample(self, latents, mode="sample", generator=None, num_samples=None, max_keep=None):
-        L = self.clips_per_video
-        if latents.shape[0] != L * len(self.generators):
-            raise ValueError(f"PerVideoSampling: expected {len(self.generators)}·{L} clips, got {latents.shape[0]}")
-        parts = []
-        for b, video_generator in enumerate(self.generators):
-            rows = slice(b * L, (b + 1) * L)
-            cut = None if max_keep is None else max_keep[rows]
-            parts.append(super().sample(latents[rows], mode, video_generator, num_samples, cut))
-        return torch.cat(parts, dim=-1)  # [N] or [num_samples, N]
-
-
-def sample_generators(seed: int, kind: str, step: int, indices: range, device: torch.device) -> list[torch.Generator]:
-    return [torch.Generator(device=device).manual_seed(derive_seed(seed, kind, step, i)) for i in indices]
-
-
 # =============================================================================================== rewards
 
 
@@ -277,35 +194,6 @@ def load_rewards(config: TrainConfig) -> dict[str, Any]:
         label: load_reward(spec.spec or label, spec.kwargs, search_paths=search)
         for label, spec in config.active_rewards().items()
     }
-
-
-@torch.no_grad()
-def score(rewards: dict[str, Any], rollout: Rollout, credit: str = "path") -> Tensor:
-    """Every reward on the rollout, each checked: [B, G, R] float32 for ``credit="path"`` (a per-clip reward
-    [B, G, L] is averaged over its L clips), [B, G, L, R] for ``"decision"`` (a path reward is broadcast to
-    each of its clips)."""
-    B, G, L = rollout.B, rollout.G, rollout.L
-    columns = []
-    for plugin in rewards.values():
-        value = check_reward_output(plugin, plugin(rollout), B, G, L).float().to(rollout.keep.device)
-        if credit == "decision":
-            value = value if value.ndim == 3 else repeat(value, "b g -> b g l", l=L)  # [B, G, L]
-        elif value.ndim == 3:
-            value = value.mean(-1)  # [B, G]
-        columns.append(value)
-    return torch.stack(columns, dim=-1)
-
-
-def reward_metrics(R: Tensor, weights: Tensor, labels: list[str], prefix: str = "") -> dict[str, float]:
-    """TRL-named summaries of rewards R [B, G, R] (or per decision [B, G, L, R]: path values = mean over L)."""
-    if R.ndim == 4:
-        R = R.mean(2)  # [B, G, R]
-    total = (R * weights).sum(-1)  # [B, G], raw weighted sum
-    metrics = {f"{prefix}reward": total.mean().item(), f"{prefix}reward_std": total.std(dim=1).mean().item()}
-    for i, label in enumerate(labels):
-        metrics[f"{prefix}rewards/{label}/mean"] = R[..., i].mean().item()
-        metrics[f"{prefix}rewards/{label}/std"] = R[..., i].std().item()
-    return metrics
 
 
 def gather_rollout(accelerator: Accelerator, rollout: Rollout) -> Rollout:
@@ -332,86 +220,6 @@ def gather_rollout(accelerator: Accelerator, rollout: Rollout) -> Rollout:
     )
 
 
-# =============================================================================================== held-out evaluation
-
-
-class HeldOutEval:
-    """The current head on fixed held-out videos: same sampling mode, G paths per video from fixed generators.
-
-    ``eval/reward`` is the mean of Σ_i w_i r_i over paths (raw rewards). ``eval/objective`` is
-    Σ_i w_i · mean(r_i) / σ_i with σ_i the reward's spread as the advantages see it (mean within-group std for
-    scale_rewards "group", std over the batch for "batch"), measured once on the *starting* head and then held
-    fixed: the held-out value of what "normalize_then_sum" optimises, in the starting head's units (σ_i = 1 under
-    "sum_then_normalize" or "none", where it equals eval/reward). Also: sampled tokens per clip, the argmax
-    head's tokens per clip and its PSNR (dB, mean over clips), and the sampled paths' PSNR when rewards decode.
-    """
-
-    def __init__(
-        self, config: TrainConfig, tokenizer: FrozenTokenizer, rewards: dict, weights: Tensor, device: torch.device
-    ):
-        e, C_T_H_W = config.eval, tuple(tokenizer.clip_shape)
-        self.config, self.tokenizer, self.rewards, self.weights = config, tokenizer, rewards, weights
-        self.L = e.clips_per_video or config.rollout.clips_per_video
-        source = e.source or config.data.source
-        self.videos = load_videos(
-            source, e.num_videos, self.L, seed=e.seed, frames=C_T_H_W[1], size=C_T_H_W[2], split=e.split
-        ).to(device)  # [Be, L, C, T, H, W]
-        self.encoded = encode_videos(tokenizer, self.videos, config.rollout.encode_chunk)
-        self.needs = required_needs(rewards.values())
-        self.scales: Tensor | None = None  # σ_i [R], fixed at the first call
-
-    def set_scales(self, scales: list[float]) -> None:
-        self.scales = torch.tensor(scales, device=self.weights.device)
-
-    @torch.no_grad()
-    def __call__(self, policy: TaildropPolicy, ref_policy: TaildropPolicy) -> dict[str, float]:
-        c, device = self.config, self.videos.device
-        Be = self.videos.shape[0]
-        generators = sample_generators(c.eval.seed, "eval-sample", 0, range(Be), device)
-        rollout = collect_rollout(
-            self.tokenizer,
-            PerVideoSampling(policy, generators, self.L),
-            ref_policy,
-            self.videos,
-            group_size=c.grpo.group_size,
-            mode=c.rollout.mode,
-            needs=self.needs,
-            generator=None,
-            decode_chunk=c.rollout.decode_chunk,
-            encode_chunk=c.rollout.encode_chunk,
-            encoded=self.encoded,
-        )
-        R = score(self.rewards, rollout)  # [Be, G, R]
-        if self.scales is None:
-            self.scales = self._spread(R)
-        metrics = reward_metrics(R, self.weights, list(self.rewards), "eval/")
-        metrics["eval/objective"] = float((self.weights * R.mean(dim=(0, 1)) / self.scales).sum())
-        metrics["eval/tokens/mean"] = rollout.keep.float().mean().item()
-        clips = rearrange(self.videos, "b l c t h w -> (b l) c t h w")  # [N, C, T, H, W]
-        if rollout.reconstructions is not None:  # the sampled paths' PSNR, when the rewards decoded them anyway
-            recon = rearrange(rollout.reconstructions, "b g l c t h w -> (b g l) c t h w")
-            targets = repeat(self.videos, "b l c t h w -> (b g l) c t h w", g=c.grpo.group_size)
-            metrics["eval/psnr"] = psnr(recon, targets).mean().item()
-        keep_star = policy.argmax_keep(self.encoded.latents)  # [N]
-        chunk = c.rollout.decode_chunk
-        recon_star = torch.cat(
-            [
-                self.tokenizer.decode(self.encoded.latents[i : i + chunk], keep_star[i : i + chunk])
-                for i in range(0, len(keep_star), chunk)
-            ]
-        )
-        metrics["eval/argmax_tokens/mean"] = keep_star.float().mean().item()
-        metrics["eval/argmax_psnr"] = psnr(recon_star, clips).mean().item()
-        return metrics
-
-    def _spread(self, R: Tensor) -> Tensor:
-        g = self.config.grpo
-        if g.reward_aggregation == "sum_then_normalize" or g.scale_rewards == "none":
-            return torch.ones(R.shape[-1], device=R.device)
-        spread = R.std(dim=1).mean(0) if g.scale_rewards == "group" else R.flatten(0, 1).std(dim=0)  # [R]
-        return torch.where(spread > 1e-6, spread, torch.ones_like(spread))  # a constant reward: units of 1
-
-
 # =============================================================================================== checkpoints and logs
 
 
@@ -431,13 +239,6 @@ def lr_factor(config: TrainConfig):
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
 
     return factor
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """Complete checkpoints in output_dir, oldest first."""
-    root = output_dir / CHECKPOINTS
-    found = [p for p in root.glob("step-*") if (p / "meta.json").is_file() and (p / "tensors.safetensors").is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def _rng_state() -> tuple[dict[str, Tensor], dict]:
@@ -470,12 +271,18 @@ class RunLog:
         self.enabled, self.path, self.wandb, self.wandb_id = enabled, output_dir / METRICS_FILE, None, wandb_id
         if not enabled:
             return
-        lines = []
+        records = []
         if resume_step is not None and self.path.is_file():  # drop what a killed run logged after its checkpoint
-            lines = [
-                ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step
-            ]
-        self.path.write_text("".join(ln + "\n" for ln in lines))
+            records, bad = read_metrics_lines(self.path)
+            if bad:
+                warnings.warn(
+                    f"{self.path}: dropped unreadable line(s) {bad} (a partial line left by a killed run); the "
+                    f"lines up to the resumed step {resume_step} are kept",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            records = [r for r in records if r["step"] <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
         if config.log.report_to == "wandb":
             import wandb
 
@@ -532,31 +339,64 @@ def _eval_plot(
     return path
 
 
-def save_head(head: TaildropHead, output_dir: str | Path, **provenance: Any) -> Path:
-    """Write ``head.safetensors`` (the state dict) and ``head_config.json`` ({"head": HeadConfig fields, ...})."""
-    output_dir = Path(output_dir)
-    tmp = output_dir / ".head.safetensors.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, tmp)
-    os.replace(tmp, output_dir / "head.safetensors")
-    info = {"head": dataclasses.asdict(head.config), **provenance}
-    (output_dir / ".head_config.json.tmp").write_text(json.dumps(info, indent=1))
-    os.replace(output_dir / ".head_config.json.tmp", output_dir / "head_config.json")
-    return output_dir / "head.safetensors"
+CHECKPOINT_KEYS = ("step", "config", "optimizer", "scheduler", "rng", "eval_history", "eval_scales", "wandb_id")
 
 
 def _resume_state(config: TrainConfig, output_dir: Path) -> tuple[dict[str, Tensor], dict]:
+    """The newest *readable* checkpoint's tensors and meta. A newer one that is truncated or corrupted (a crash
+    or a full disk while the filesystem wrote it) is skipped with a warning naming it; none readable is an error
+    naming them all."""
     found = checkpoint_dirs(output_dir)
     if not found:
         raise ConfigError(f"--resume: no checkpoint in {output_dir / CHECKPOINTS}")
-    tensors, meta = load_checkpoint(found[-1])
+    skipped = []
+    for path in reversed(found):
+        try:
+            tensors, meta = load_checkpoint(path)
+            missing = [k for k in CHECKPOINT_KEYS if k not in meta] + [k for k in ("rng.torch",) if k not in tensors]
+            if missing:
+                raise ValueError(f"missing entries {missing}")
+        except Exception as error:  # truncated safetensors / JSON, missing keys: try the previous checkpoint
+            skipped.append(f"{path} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+            continue
+        break
+    else:
+        raise TrainingError(f"--resume: no readable checkpoint in {output_dir / CHECKPOINTS}: {'; '.join(skipped)}")
+    if skipped:
+        warnings.warn(
+            f"--resume: skipped unreadable checkpoint(s) {'; '.join(skipped)}; resuming from {path} "
+            f"(step {meta['step']})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     saved, now = dict(meta["config"]), to_dict(config)
     changed = [k for k in sorted(set(saved) | set(now)) if k not in ("log", "steps") and saved.get(k) != now.get(k)]
     if changed:
         raise ConfigError(
-            f"--resume: the config differs from the checkpoint's ({found[-1]}) in {changed}; only "
+            f"--resume: the config differs from the checkpoint's ({path}) in {changed}; only "
             f"'steps' and 'log.*' may change when resuming"
         )
     return tensors, meta
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and write and delete a probe file in it, before any work: an unwritable, read-only or
+    missing-parent folder fails at once with :class:`TrainingError` naming it (a full disk may still fail later;
+    that is caught where files are written)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise TrainingError(f"{what} {folder}: not writable ({error.strerror or error})") from None
+
+
+def _kept(output_dir: Path) -> str:
+    found = checkpoint_dirs(output_dir)
+    if not found:
+        return "no checkpoint was written yet"
+    return f"the last checkpoint ({found[-1]}) is kept: re-run with --resume to continue from it"
 
 
 # =============================================================================================== the run
@@ -590,6 +430,8 @@ def run_training(
             f"log.output_dir {output_dir} already holds checkpoints: pass --resume to continue that run, "
             f"or choose another log.output_dir"
         )
+    if main:
+        check_writable(output_dir, "log.output_dir")  # before any work
 
     # ---- the frozen tokenizer; the trainable head; its frozen starting copy as the KL reference
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer_spec(c.tokenizer)
@@ -629,7 +471,10 @@ def run_training(
         output_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(c, output_dir / "config.yaml")
     log = RunLog(c, output_dir, enabled=main, resume_step=start if resume else None, wandb_id=wandb_id)
-    evaluator = HeldOutEval(c, tokenizer, rewards, weights, device) if main and c.eval.num_videos else None
+    try:
+        evaluator = HeldOutEval(c, tokenizer, rewards, weights, device) if main and c.eval.num_videos else None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"eval.source (held-out videos): {error}") from None
     if evaluator is not None and scales is not None:
         evaluator.set_scales(scales)
 
@@ -667,93 +512,115 @@ def run_training(
             for old in checkpoint_dirs(output_dir)[: -c.log.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
 
-    if start == 0:
-        evaluate(0)  # the starting head: what the tuned one is compared with
-    rollout_kwargs = dict(
-        group_size=G,
-        mode=c.rollout.mode,
-        needs=needs,
-        generator=None,
-        decode_chunk=c.rollout.decode_chunk,
-        encode_chunk=c.rollout.encode_chunk,
-    )
-    advantage_kwargs = dict(scale_rewards=g.scale_rewards, reward_aggregation=g.reward_aggregation)
-    loss_kwargs = dict(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
-    bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc="grpo", dynamic_ncols=True)
-    train_metrics: dict[str, float] = {}
-    for step in range(start, c.steps):
-        t0 = time.perf_counter()
-        # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
-        videos = stream.videos(step, mine).to(device)  # [B/P, L, C, T, H, W]
-        sampler = PerVideoSampling(policy, sample_generators(c.seed, "sample", step, mine, device), L)
-        with torch.no_grad():
-            rollout = collect_rollout(tokenizer, sampler, ref_policy, videos, **rollout_kwargs)
-            # ---- 2. rewards [B, G, R] and advantages [B, G] over the global batch; this process keeps its rows
-            everyone = gather_rollout(accelerator, rollout)
-            R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
-            advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
-            max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
-            entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
-
-        # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
-        lr = optimizer.param_groups[0]["lr"]
-        sums: dict[str, float] = {}
-        for _ in range(g.num_iterations):
-            logp = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep)  # [B/P, G, L]
-            loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
-            if step == start:
-                _check_only_head_learns(policy, ref_policy, frozen)
-            grad_norm = accelerator.clip_grad_norm_(policy.parameters(), o.max_grad_norm or math.inf)
-            optimizer.step()
-            scheduler.step()
-            for key, value in {"loss": loss.item(), **metrics, "grad_norm": float(grad_norm)}.items():
-                sums[key] = sums.get(key, 0.0) + value / g.num_iterations
-
-        # ---- 4. metrics (loss metrics averaged over processes), evaluation, checkpoint
-        del sums["entropy"]  # grpo_loss's sample estimate; the exact one is logged
-        local = torch.tensor([*sums.values(), entropy.item()], dtype=torch.float64, device=device)
-        averaged = accelerator.reduce(local, "mean").tolist() if world > 1 else local.tolist()
-        train_metrics = {
-            **reward_metrics(R, weights, labels),
-            "frac_reward_zero_std": _constant_groups(R).float().mean().item(),
-            "tokens/mean": everyone.keep.float().mean().item(),
-            "tokens/std": everyone.keep.float().std().item(),
-            **dict(zip([*sums, "entropy"], averaged, strict=True)),
-            "lr": lr,
-            "step_time": time.perf_counter() - t0,
-        }
-        done = step + 1
-        if done % c.log.log_every == 0 or done == c.steps:
-            log.write(done, train_metrics)
-        if (c.log.eval_every and done % c.log.eval_every == 0) or done == c.steps:
-            evaluate(done)
-        if (c.log.checkpoint_every and done % c.log.checkpoint_every == 0) or done == c.steps:
-            checkpoint(done)
-        bar.update(1)
-        bar.set_postfix(reward=f"{train_metrics['reward']:.4g}", tokens=f"{train_metrics['tokens/mean']:.1f}")
-    bar.close()
-
-    # ---- the tuned head and the summary
-    summary = {
-        "steps": c.steps,
-        "output_dir": str(output_dir),
-        "world_size": world,
-        "tokenizer_fingerprint": str(tokenizer.fingerprint),
-        "last_train": train_metrics,
-        "eval_history": history,
-        "initial_eval": history[0] if history else None,
-        "final_eval": history[-1] if history else None,
-        "seconds": time.perf_counter() - t_start,
-    }
-    if history and history[0]["step"] == 0:
-        summary["eval_gain"] = {k: history[-1][k] - history[0][k] for k in history[0] if k != "step"}
-    if main:
-        save_head(
-            policy.head, output_dir, tokenizer_fingerprint=str(tokenizer.fingerprint), steps=c.steps, config=to_dict(c)
+    step = start
+    try:
+        if start == 0:
+            evaluate(0)  # the starting head: what the tuned one is compared with
+        rollout_kwargs = dict(
+            group_size=G,
+            mode=c.rollout.mode,
+            needs=needs,
+            decode_chunk=c.rollout.decode_chunk,
+            encode_chunk=c.rollout.encode_chunk,
         )
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        advantage_kwargs = dict(scale_rewards=g.scale_rewards, reward_aggregation=g.reward_aggregation)
+        loss_kwargs = dict(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
+        bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc="grpo", dynamic_ncols=True)
+        train_metrics: dict[str, float] = {}
+        for step in range(start, c.steps):
+            t0 = time.perf_counter()
+            # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
+            videos = stream.videos(step, mine).to(device)  # [B/P, L, C, T, H, W]
+            generators = video_generators(c.seed, "sample", step, mine, device)  # video i's paths: (seed, step, i) only
+            with torch.no_grad():
+                rollout = collect_rollout(tokenizer, policy, ref_policy, videos, generator=generators, **rollout_kwargs)
+                # ---- 2. rewards [B, G, R] and advantages [B, G] over the global batch; this process keeps its rows
+                everyone = gather_rollout(accelerator, rollout)
+                R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
+                advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
+                max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
+                entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
+
+            # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
+            lr = optimizer.param_groups[0]["lr"]
+            sums: dict[str, float] = {}
+            for _ in range(g.num_iterations):
+                logp = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep)  # [B/P, G, L]
+                loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
+                if step == start:
+                    _check_only_head_learns(policy, ref_policy, frozen)
+                grad_norm = accelerator.clip_grad_norm_(policy.parameters(), o.max_grad_norm or math.inf)
+                optimizer.step()
+                scheduler.step()
+                for key, value in {"loss": loss.item(), **metrics, "grad_norm": float(grad_norm)}.items():
+                    sums[key] = sums.get(key, 0.0) + value / g.num_iterations
+
+            # ---- 4. metrics (loss metrics averaged over processes), evaluation, checkpoint
+            del sums["entropy"]  # grpo_loss's sample estimate; the exact one is logged
+            local = torch.tensor([*sums.values(), entropy.item()], dtype=torch.float64, device=device)
+            averaged = accelerator.reduce(local, "mean").tolist() if world > 1 else local.tolist()
+            train_metrics = {
+                **reward_metrics(R, weights, labels),
+                "frac_reward_zero_std": _constant_groups(R).float().mean().item(),
+                "tokens/mean": everyone.keep.float().mean().item(),
+                "tokens/std": everyone.keep.float().std().item(),
+                **dict(zip([*sums, "entropy"], averaged, strict=True)),
+                "lr": lr,
+                "step_time": time.perf_counter() - t0,
+            }
+            done = step + 1
+            if done % c.log.log_every == 0 or done == c.steps:
+                log.write(done, train_metrics)
+            if (c.log.eval_every and done % c.log.eval_every == 0) or done == c.steps:
+                evaluate(done)
+            if (c.log.checkpoint_every and done % c.log.checkpoint_every == 0) or done == c.steps:
+                checkpoint(done)
+            bar.update(1)
+            bar.set_postfix(reward=f"{train_metrics['reward']:.4g}", tokens=f"{train_metrics['tokens/mean']:.1f}")
+        bar.close()
+
+        # ---- the tuned head and the summary
+        summary = {
+            "steps": c.steps,
+            "output_dir": str(output_dir),
+            "world_size": world,
+            "tokenizer_fingerprint": str(tokenizer.fingerprint),
+            "last_train": train_metrics,
+            "eval_history": history,
+            "initial_eval": history[0] if history else None,
+            "final_eval": history[-1] if history else None,
+            "seconds": time.perf_counter() - t_start,
+        }
+        if history and history[0]["step"] == 0:
+            summary["eval_gain"] = {k: history[-1][k] - history[0][k] for k in history[0] if k != "step"}
+        if main:
+            save_head(
+                policy.head,
+                output_dir,
+                tokenizer_fingerprint=str(tokenizer.fingerprint),
+                steps=c.steps,
+                config=to_dict(c),
+            )
+            (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    except RewardError as error:  # a plugin raised (or returned a bad value) mid-training
+        log.close()
+        raise TrainingError(f"{error} (at step {step + 1}); {_kept(output_dir)}") from error
+    except OSError as error:  # a full disk, a folder made read-only mid-run, ...
+        log.close()
+        where = error.filename or output_dir
+        last = history[-1] if history else {}
+        numbers = (
+            f"; last held-out eval (step {last['step']}): reward {last['eval/reward']:.4g}, argmax tokens "
+            f"{last['eval/argmax_tokens/mean']:.1f}"
+            if "eval/reward" in last
+            else ""
+        )
+        raise TrainingError(
+            f"log.output_dir {output_dir}: cannot write {where} at step {step + 1} ({error.strerror or error}); "
+            f"{_kept(output_dir)}{numbers}"
+        ) from error
     log.close()
     accelerator.wait_for_everyone()
     return summary
@@ -776,48 +643,3 @@ def _check_only_head_learns(policy: TaildropPolicy, ref_policy: TaildropPolicy, 
             f"only the head may learn: head parameters without gradient {missing}, "
             f"frozen parameters with gradient or requires_grad {leaked}"
         )
-
-
-# =============================================================================================== CLI
-
-
-def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vaportok-rl train",
-        description="GRPO-tune the taildrop head of a frozen tokenizer. Multi-process: "
-        "torchrun --standalone --nproc_per_node P -m vaportok_rl.cli train RECIPE ...",
-        epilog="Overrides are dotted config keys, e.g. steps=50 grpo.beta=0 rewards.efficiency=null "
-        "rewards.penalty.kwargs.shape=quadratic. --help-config lists every key.",
-    )
-    parser.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/grpo_default.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in log.output_dir")
-    parser.add_argument("--help-config", action="store_true", help="list every config key with type, default, doc")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.help_config:
-        print(describe(TrainConfig))
-        return 0
-    if args.recipe is None:
-        parser.error("a recipe is required (e.g. recipes/grpo_default.yaml)")
-    if "=" in args.recipe:
-        parser.error(f"the first argument must be a recipe file, got the override {args.recipe!r}")
-    try:
-        config = load_train_config(args.recipe, args.overrides)
-        summary = run_training(config, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, RewardError) as error:
-        print(f"vaportok-rl train: error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    final = summary.get("final_eval") or {}
-    if final:
-        print(
-            f"held-out reward {summary['initial_eval']['eval/reward']:.4g} -> {final['eval/reward']:.4g}, "
-            f"argmax tokens {final['eval/argmax_tokens/mean']:.1f}, argmax PSNR {final['eval/argmax_psnr']:.2f} dB"
-        )
-    print(f"wrote {Path(config.log.output_dir) / 'summary.json'}")
-    return 0

@@ -99,6 +99,23 @@ class VideoFolder(Dataset):
         x = x.reshape(self.clips_per_video, self.frames, 3, self.size, self.size)
         return x.permute(0, 2, 1, 3, 4).contiguous()  # [L, 3, T, H, W]
 
+    def check(self) -> None:
+        """Read every file's clips once (what training will read): ``ValueError`` naming every unusable file
+        (zero-byte, not a video, no video stream, too short), so a bad file fails before the first step, not
+        at the step that reaches it."""
+        bad = []
+        for i, path in enumerate(self.files):
+            try:
+                self[i]
+            except Exception as error:  # noqa: BLE001 - any decoder failure makes the file unusable
+                bad.append(str(error) if str(path) in str(error) else f"{path}: {type(error).__name__}: {error}")
+        if bad:
+            shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise ValueError(
+                f"video folder {self.root}: {len(bad)} of {len(self.files)} file(s) unusable: {shown}. Remove or "
+                f"replace them"
+            )
+
     def __repr__(self) -> str:
         return (
             f"VideoFolder({str(self.root)!r}, {len(self)} files, clips_per_video={self.clips_per_video}, "

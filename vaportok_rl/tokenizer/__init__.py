@@ -1,6 +1,6 @@
 """The frozen tokenizer side: the FrozenTokenizer protocol, the built-in tokenizer, its prior and head."""
 
-from vaportok_rl.tokenizer.default import load_default_tokenizer, load_tokenizer, save_tokenizer
+from vaportok_rl.tokenizer.default import load_default_tokenizer, load_tokenizer, load_tokenizer_spec, save_tokenizer
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, keep_mask, prior_accuracy
@@ -15,6 +15,7 @@ __all__ = [
     "keep_mask",
     "load_default_tokenizer",
     "load_tokenizer",
+    "load_tokenizer_spec",
     "prior_accuracy",
     "save_tokenizer",
 ]

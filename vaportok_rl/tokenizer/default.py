@@ -1,4 +1,6 @@
-"""Saving and loading built-in tokenizers, and the embedded default shipped inside the package.
+"""Saving and loading built-in tokenizers, the embedded default shipped inside the package, and
+:func:`load_tokenizer_spec`, which turns a recipe's ``tokenizer:`` spec (built-in or bring-your-own) into a
+FrozenTokenizer.
 
 A tokenizer file is one safetensors file: the weights, plus metadata holding the architecture config, the
 complexity statistics the head's prior was centred with, and the SHA-256 fingerprint of the frozen weights
@@ -7,8 +9,12 @@ complexity statistics the head's prior was centred with, and the SHA-256 fingerp
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import json
 import os
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -17,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
+from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 FORMAT = "vaportok-tokenizer/1"
 DEFAULT_FILE = "tokenizer_default.safetensors"
@@ -54,14 +61,25 @@ def load_tokenizer_file(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer: no file at {path} (expected a .safetensors file from save_tokenizer)")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"tokenizer {path}: metadata format is {metadata.get('format')!r}, expected {FORMAT!r}")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
-    model = Tokenizer(from_dict(TokenizerConfig, json.loads(metadata["config"])))
-    model.load_state_dict(tensors)
-    model.extra = json.loads(metadata.get("extra", "{}"))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    except Exception as error:  # safetensors raises its own error types for truncated / corrupt files
+        raise ValueError(
+            f"tokenizer {path}: not a readable safetensors file ({type(error).__name__}: {error}); the file is "
+            f"truncated or corrupted"
+        ) from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"tokenizer {path}: metadata format is {metadata.get('format')!r}, expected {FORMAT!r}")
+    try:
+        model = Tokenizer(from_dict(TokenizerConfig, json.loads(metadata["config"])))
+        model.load_state_dict(tensors)
+        model.extra = json.loads(metadata.get("extra", "{}"))
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(
+            f"tokenizer {path}: its metadata or weights do not make a tokenizer ({type(error).__name__}: {error})"
+        ) from None
     if model.fingerprint != metadata["fingerprint"]:
         raise ValueError(
             f"tokenizer {path}: weights do not match the recorded fingerprint "
@@ -98,3 +116,59 @@ def load_tokenizer(spec: str | Path = "default") -> Tokenizer:
     if path.is_dir():
         path = path / "tokenizer.safetensors"
     return load_tokenizer_file(path)
+
+
+def _config_error(message: str) -> Exception:
+    from vaportok_rl.config import ConfigError
+
+    return ConfigError(message)
+
+
+def _import_file(path: Path, kind: str):
+    path = path.resolve()
+    name = f"_vaportok_{kind}_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise _config_error(f"{kind} {path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
+    """``"file.py:factory"`` / ``"package.module:factory"`` (a callable, e.g. a class, returning a FrozenTokenizer),
+    else :func:`vaportok_rl.tokenizer.load_tokenizer` ("default", a tokenizer .safetensors file or a run folder)."""
+    target, sep, attr = spec.rpartition(":")
+    if sep and attr.isidentifier() and target:
+        if target.endswith(".py"):
+            if not Path(target).is_file():
+                raise _config_error(f"tokenizer {spec!r}: file {target} not found")
+            module = _import_file(Path(target), "tokenizer")
+        else:
+            try:
+                module = importlib.import_module(target)
+            except ImportError as error:
+                raise _config_error(f"tokenizer {spec!r}: cannot import module {target!r}: {error}") from error
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise _config_error(f"tokenizer {spec!r}: {attr!r} is not a callable in {target}")
+        tokenizer = factory()
+    else:
+        try:
+            tokenizer = load_tokenizer(spec)
+        except (OSError, ValueError) as error:
+            raise _config_error(f"tokenizer {spec!r}: {error}") from error
+    if not isinstance(tokenizer, FrozenTokenizer):
+        raise _config_error(
+            f"tokenizer {spec!r}: got a {type(tokenizer).__name__}, which lacks the FrozenTokenizer "
+            f"members (num_latents, latent_dim, codebook_size, clip_shape, fingerprint, encode, decode, "
+            f"prior_correct)"
+        )
+    return tokenizer

@@ -4,12 +4,12 @@ clips [N, C, T, H, W] ──patchify 4x8x8──► patches [N, P, E] ──► 
    ──► K latents ──► stochastic cosine VQ (factorised, low-dim codebook) ──► quantized latents [N, K, D]
    ──► decoder over [P mask queries ⊕ first k latents] (per-sample attention mask) ──► patches ──► clip
 
-A staged design, because a plain patch transformer learns almost nothing beyond colour in a CPU budget
-(see shared/notes/tokenizer-probe.md): a linear *skip path* runs beside both transformers. Its basis is a
-closed-form patch PCA fitted on the training clips before step 0; on the encoder side every token reads a
-linear map of the clip's patch coefficients, on the decoder side every kept token adds a linear map of its
-code vector to the patch coefficients. The transformers learn the non-linear rest. Both paths respect the
-tail-drop mask, so tokens past k cannot touch the output.
+A staged design, because a plain patch transformer learns almost nothing beyond colour in a CPU budget (a
+probe of plain patch transformers at this size got little past each patch's mean colour): a linear *skip path*
+runs beside both transformers. Its basis is a closed-form patch PCA fitted on the training clips before step
+0; on the encoder side every token reads a linear map of the clip's patch coefficients, on the decoder side
+every kept token adds a linear map of its code vector to the patch coefficients. The transformers learn the
+non-linear rest. Both paths respect the tail-drop mask, so tokens past k cannot touch the output.
 """
 
 from __future__ import annotations

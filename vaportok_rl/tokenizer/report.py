@@ -8,15 +8,10 @@ k and the clips' spatial / temporal complexity.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import torch
 
 from vaportok_rl.complexity import complexity
 from vaportok_rl.metrics import psnr, spearman, ssim
-from vaportok_rl.tokenizer.default import load_tokenizer
 from vaportok_rl.tokenizer.pretrain import heldout_clips
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
@@ -106,20 +101,3 @@ def format_report(r: dict) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vaportok-rl tokenizer-report", description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default="default", help="'default', a .safetensors file or a run folder")
-    parser.add_argument("--clips", type=int, default=256, help="held-out clips per set (default 256)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    try:
-        tokenizer = load_tokenizer(args.tokenizer)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"vaportok-rl tokenizer-report: {err}", file=sys.stderr)
-        return 2
-    report = tokenizer_report(tokenizer, args.clips)
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
-    return 0

@@ -1,0 +1,321 @@
+"""Bad inputs a user can give, each ending in one clear line (naming the file, key or plugin) and exit status 2,
+or in a documented recovery (resuming from the newest *readable* checkpoint, saying so); never a traceback, and
+nothing computed is lost. Every test runs in its own tmp working directory (conftest)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_TOKENIZER, FakeTokenizer, save_tiny_tokenizer
+
+from vaportok_rl.cli import main as vaportok_rl
+from vaportok_rl.data import write_video
+from vaportok_rl.export import save_pretrained
+from vaportok_rl.runs import checkpoint_dirs, load_head
+from vaportok_rl.tokenizer.head import CONFIG_FILE, ExportError, load_exported_head
+
+FAKE_SPEC = f"{Path(__file__).with_name('conftest.py')}:FakeTokenizer"
+TINY = [
+    f"tokenizer={FAKE_SPEC}",
+    "rollout.videos_per_step=2",
+    "rollout.clips_per_video=2",
+    "grpo.group_size=4",
+    "eval.num_videos=2",
+    "policy.width=8",
+    "policy.layers=1",
+    "policy.heads=2",
+    "optim.lr=1e-2",
+    "data.source=synthetic",
+    "--no-progress",
+]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = vaportok_rl([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_clear_line(code: int, err: str, *needles: str) -> str:
+    """Exit status 2, no traceback, and one stderr line holding every needle; returns that line."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text("steps: 3\nlog: {checkpoint_every: 1}\n")
+    return path
+
+
+def train(capsys, recipe, out, *extra):
+    return run(capsys, "train", recipe, *TINY, f"log.output_dir={out}", *extra)
+
+
+# =============================================================================================== resuming
+
+
+def test_truncated_newest_checkpoint_resumes_from_the_newest_readable_one(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = train(capsys, recipe, out, "steps=2")
+    assert code == 0, err
+    newest = checkpoint_dirs(out)[-1]
+    tensors = newest / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:100])  # a crash / full disk while the filesystem wrote it
+    code, _, err = run(capsys, "train", recipe, "--resume", "steps=3", *TINY, f"log.output_dir={out}")
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert str(tensors.parent) in err and "step-000001" in err and "resuming from" in err  # says so
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 3  # the lines after step 1 were redone, not duplicated
+
+
+def test_truncated_meta_json_and_partial_metrics_line_resume_too(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, recipe, out, "steps=2")[0] == 0
+    meta = checkpoint_dirs(out)[-1] / "meta.json"
+    meta.write_text(meta.read_text()[:50])
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "reward": 0.')  # a killed run's partial last line
+    code, _, err = run(capsys, "train", recipe, "--resume", *TINY, f"log.output_dir={out}")
+    assert code == 0, err
+    assert "Traceback" not in err and str(meta.parent) in err and "metrics.jsonl" in err
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # the partial line is gone; every other line is JSON
+
+
+def test_no_readable_checkpoint_is_one_line_naming_them(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, recipe, out, "steps=1")[0] == 0
+    for folder in checkpoint_dirs(out):
+        (folder / "tensors.safetensors").write_bytes(b"")
+    code, _, err = run(capsys, "train", recipe, "--resume", *TINY, f"log.output_dir={out}")
+    assert_one_clear_line(code, err, "no readable checkpoint", "step-000001")
+
+
+def test_flags_and_overrides_mix(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, recipe, out, "steps=1")[0] == 0
+    code, _, err = run(capsys, "train", recipe, "--resume", "steps=2", *TINY, f"log.output_dir={out}")
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+# =============================================================================================== bad data
+
+
+@pytest.mark.parametrize("bad", ["zero-byte", "not-a-video", "too-short"])
+def test_bad_file_under_data_source_fails_before_training(capsys, recipe, tmp_path, bad):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    frames = (np.random.default_rng(0).random((8, 16, 16, 3)) * 255).astype(np.uint8)
+    write_video(folder / "good.mp4", frames)
+    target = folder / f"{bad}.mp4"
+    if bad == "zero-byte":
+        target.write_bytes(b"")
+    elif bad == "not-a-video":
+        target.write_text("this is not a video\n" * 10)
+    else:
+        write_video(target, frames[:2])  # 2 frames; 2 clips of 4 frames need 8
+    out = tmp_path / "run"
+    code, _, err = train(capsys, recipe, out, f"data.source={folder}")
+    assert_one_clear_line(code, err, "data.source", str(target))
+    assert not checkpoint_dirs(out)  # nothing trained
+
+
+# =============================================================================================== output paths
+
+
+def test_unwritable_output_dir_fails_before_any_work(capsys, recipe, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    import vaportok_rl.trainer as trainer
+
+    monkeypatch.setattr(trainer, "load_tokenizer_spec", lambda spec: pytest.fail("work before the check"))
+    code, _, err = train(capsys, recipe, tmp_path / "a_file" / "run")
+    assert_one_clear_line(code, err, "log.output_dir", "a_file", "not writable")
+
+
+def test_disk_error_mid_training_is_one_line_and_keeps_the_last_checkpoint(capsys, recipe, tmp_path, monkeypatch):
+    import vaportok_rl.trainer as trainer
+
+    real, calls = trainer.save_checkpoint, []
+
+    def full_disk(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", full_disk)
+    out = tmp_path / "run"
+    code, _, err = train(capsys, recipe, out)
+    line = assert_one_clear_line(code, err, "No space left on device", "step 2", "step-000001", "--resume")
+    assert "step-000002" in line
+    assert [p.name for p in checkpoint_dirs(out)] == ["step-000001"]
+
+
+def test_eval_out_unwritable_fails_before_evaluating(capsys, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    tok = save_tiny_tokenizer(tmp_path / "tok.safetensors")
+    code, out, err = run(
+        capsys, "eval", "--tokenizer", tok, "--head", "pretrained", "--data", "synthetic", "--allocator", "fast",
+        "--out", tmp_path / "a_file" / "eval", "--no-lpips",
+    )  # fmt: skip
+    assert_one_clear_line(code, err, "--out", "a_file", "nothing was evaluated")
+    assert err.count("\n") == 1  # no progress line: no evaluation started
+
+
+def test_eval_disk_error_after_evaluating_keeps_the_printed_report(capsys, tmp_path, monkeypatch):
+    import vaportok_rl.cli.eval as cli_eval
+
+    def full_disk(report, out):
+        raise OSError(28, "No space left on device", str(Path(out) / "rd_psnr.png"))
+
+    monkeypatch.setattr(cli_eval, "write_plots", full_disk)
+    tok = save_tiny_tokenizer(tmp_path / "tok.safetensors")
+    code, out, err = run(
+        capsys, "eval", "--tokenizer", tok, "--head", "pretrained", "--data", "synthetic", "--allocator", "fast",
+        "--videos", 2, "--clips-per-video", 2, "--out", tmp_path / "eval", "--no-lpips", "--json",
+    )  # fmt: skip
+    assert_one_clear_line(code, err, "--out", "No space left on device", "printed above")
+    assert json.loads(out)["schema"].startswith("vaportok-eval/")  # the whole report reached stdout
+
+
+# =============================================================================================== plugins
+
+
+RAISING_PLUGIN = """
+import torch
+
+from vaportok_rl.rewards import Reward
+
+CALLS = []
+
+
+class Flaky(Reward):
+    name = "flaky"
+
+    def __call__(self, rollout):
+        CALLS.append(1)
+        if len(CALLS) == 4:  # the held-out evaluation at step 0, training steps 1 and 2, then training step 3
+            raise ZeroDivisionError("the plugin's own bug")
+        return torch.zeros(rollout.B, rollout.G)
+"""
+
+
+def test_reward_plugin_raising_mid_training_names_plugin_and_step(capsys, recipe, tmp_path):
+    plugin = tmp_path / "flaky_reward.py"
+    plugin.write_text(RAISING_PLUGIN)
+    out = tmp_path / "run"
+    code, _, err = train(capsys, recipe, out, f"rewards={{flaky: {{spec: '{plugin}:Flaky'}}}}")
+    kept = checkpoint_dirs(out)
+    assert [p.name for p in kept] == ["step-000001", "step-000002"]  # what was done before stays
+    assert_one_clear_line(code, err, "'flaky'", "flaky_reward.py", "ZeroDivisionError", "step 3", str(kept[-1]))
+
+
+def test_rewards_list_accepts_a_grid_sweep(capsys, tmp_path):
+    (tmp_path / "base.yaml").write_text("steps: 1\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("base: base.yaml\ngrid:\n  grpo.beta: [0.0, 0.1]\n")
+    code, out, err = run(capsys, "rewards", "list", "--recipe", sweep)
+    assert code == 0, err
+    assert "Rewards of" in out
+
+
+# =============================================================================================== exported heads
+
+
+@pytest.fixture
+def export(tmp_path, head) -> Path:
+    return save_pretrained(head, tmp_path / "export", tokenizer_fingerprint=FakeTokenizer.fingerprint)
+
+
+def edit_config(export: Path, **changes) -> None:
+    config = json.loads((export / CONFIG_FILE).read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    (export / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_edited_export_config_is_detected(export):
+    config = json.loads((export / CONFIG_FILE).read_text())
+    edit_config(export, head={**config["head"], "temperature": 0.01})
+    with pytest.raises(ExportError, match="config_sha256.*edited"):
+        load_head(export)
+
+
+@pytest.mark.parametrize("digest", ["weights_sha256", "config_sha256"])
+def test_missing_digest_is_an_error_unless_forced(export, head, digest):
+    edit_config(export, **{digest: None})
+    if digest == "weights_sha256":  # the config digest covers the weights digest: refresh it for this case
+        from vaportok_rl.tokenizer.head import config_digest
+
+        config = json.loads((export / CONFIG_FILE).read_text())
+        edit_config(export, config_sha256=config_digest(config))
+    with pytest.raises(ExportError, match=f"no {digest}.*force=True"):
+        load_exported_head(export)
+    with pytest.warns(UserWarning, match=f"no {digest}"):
+        loaded = load_head(export, force=True)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), head.state_dict().values(), strict=True))
+
+
+def test_absurd_width_is_a_clear_error_not_an_allocation(export):
+    from vaportok_rl.tokenizer.head import config_digest
+
+    config = json.loads((export / CONFIG_FILE).read_text())
+    config["head"]["width"] = 10**12
+    config["config_sha256"] = config_digest(config)  # even a consistent config: the weights do not fit
+    (export / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ExportError, match="architecture.*(cannot be built|do not fit)"):
+        load_head(export)
+
+
+def test_eval_cli_names_the_bad_export(capsys, tmp_path, export):
+    edit_config(export, tokenizer_fingerprint="x")
+    tok = save_tiny_tokenizer(tmp_path / "tok.safetensors")
+    code, _, err = run(
+        capsys, "eval", "--tokenizer", tok, "--head", export, "--data", "synthetic", "--allocator", "fast",
+        "--out", tmp_path / "eval",
+    )  # fmt: skip
+    assert_one_clear_line(code, err, "--head", str(export), "config_sha256")
+
+
+# =============================================================================================== tokenizers
+
+
+def test_corrupt_tokenizer_file_names_its_path(capsys, recipe, tmp_path):
+    tok = save_tiny_tokenizer(tmp_path / "tok.safetensors")
+    tok.write_bytes(tok.read_bytes()[: len(tok.read_bytes()) // 2])
+    code, _, err = run(capsys, "train", recipe, *TINY, f"tokenizer={tok}", f"log.output_dir={tmp_path / 'run'}")
+    assert_one_clear_line(code, err, str(tok))
+    code, _, err = run(
+        capsys, "eval", "--tokenizer", tok, "--head", "pretrained", "--data", "synthetic", "--allocator", "fast",
+        "--out", tmp_path / "eval",
+    )  # fmt: skip
+    assert_one_clear_line(code, err, "--tokenizer", str(tok))
+
+
+def test_tokenizer_of_the_wrong_size_is_one_line(capsys, tmp_path):
+    tok = save_tiny_tokenizer(tmp_path / "tok.safetensors", num_latents=TINY_TOKENIZER["num_latents"] + 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, _, err = run(
+            capsys, "eval", "--tokenizer", tok, "--head", "default", "--data", "synthetic", "--allocator", "fast",
+            "--out", tmp_path / "eval",
+        )  # fmt: skip
+    assert_one_clear_line(code, err, "--head")

@@ -1,0 +1,235 @@
+"""``vaportok-rl eval --head H --data D --allocator A [--budget B] [--out DIR] [--json] ...`` (docs/eval.md)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vaportok_rl.allocators import ALLOCATORS
+from vaportok_rl.evaluation import (
+    HELDOUT_SEED,
+    ORACLES,
+    PLOTS,
+    EvalError,
+    evaluate,
+    format_table,
+    load_head_spec,
+    write_plots,
+)
+from vaportok_rl.tokenizer.protocol import FrozenTokenizer
+
+
+def _positive_int(option: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option}: expected a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--budget: expected a positive mean token count per clip, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vaportok-rl eval",
+        description="Evaluate a taildrop head against AdapTok's budgeted allocators and the oracle frontier "
+        "(docs/eval.md).",
+    )
+    p.add_argument(
+        "--head",
+        required=True,
+        help="'default' (the packaged GRPO-tuned head), 'pretrained' (the tokenizer's own head), an "
+        "exported head folder or a GRPO run folder",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="'synthetic', 'textures' (held-out test images) or a folder of .mp4/.avi/.webm files",
+    )
+    p.add_argument(
+        "--allocator",
+        required=True,
+        choices=sorted(ALLOCATORS),
+        help="headline allocator on the head's scores (fixed/bithr/bidelta/ilp are always compared too)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        help="mean tokens per clip (default: the head's own argmax mean token count)",
+    )
+    p.add_argument(
+        "--videos",
+        type=_positive_int("--videos"),
+        default=32,
+        help="videos to evaluate (default 32; a folder gives at most the files it holds)",
+    )
+    p.add_argument(
+        "--clips-per-video", type=_positive_int("--clips-per-video"), default=4, help="clips per video (default 4)"
+    )
+    p.add_argument("--tokenizer", default="default", help="'default' or a tokenizer .safetensors / run folder")
+    p.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
+    p.add_argument("--out", default=None, help="folder for eval.json and the PNG plots (default runs/eval/<data>)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest metric on CPU)")
+    p.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"held-out data seed (default {HELDOUT_SEED})")
+    p.add_argument(
+        "--oracle",
+        default="fast",
+        choices=ORACLES,
+        help="oracle solver on the true distortion (fast: ILP fallback if not certified)",
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--force", action="store_true", help="load a head recorded for another tokenizer")
+    return p
+
+
+def _data_name(data: str) -> str:
+    return data if data in ("synthetic", "textures") else (Path(data).resolve().name or "folder")
+
+
+def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
+    from vaportok_rl.data import load_videos
+    from vaportok_rl.data.video_folder import VideoFolder
+
+    C, T, H, W = tokenizer.clip_shape
+    if H != W or C != 3:
+        raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
+    videos, split = args.videos, "test" if args.data == "textures" else "all"
+    if args.data not in ("synthetic", "textures"):
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise EvalError(f"--data: {args.data!r} is not 'synthetic', 'textures' or an existing folder of videos")
+        try:
+            available = len(VideoFolder(folder, clips_per_video=args.clips_per_video, frames=T, size=H))
+        except ValueError as err:
+            raise EvalError(f"--data: {err}") from None
+        videos, split = min(videos, available), None
+    try:
+        data = load_videos(
+            args.data, videos, args.clips_per_video, seed=args.seed, frames=T, size=H, split=split or "all"
+        )
+    except ValueError as err:
+        raise EvalError(f"--data: {err}") from None
+    return data, {"data": args.data, "split": split, "videos": videos}
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send file-descriptor-level stdout to stderr (solvers such as HiGHS may print from C), so that ``--json``
+    leaves nothing but the JSON on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable descriptors (embedded interpreters): nothing to redirect
+        yield
+        return
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed the message naming the option
+        return int(exit_.code or 0)
+    say = (lambda msg: print(f"eval: {msg}", file=sys.stderr)) if not args.json else (lambda msg: None)
+    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
+    try:
+        _check_writable(out)  # before any work: an unwritable --out must not cost a whole evaluation
+        from vaportok_rl.tokenizer.default import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(args.tokenizer)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise EvalError(f"--tokenizer: cannot load {args.tokenizer!r}: {err}") from None
+        try:
+            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError as err:
+            raise EvalError(
+                f"--device: {args.device!r} is not a torch device ({err}); expected e.g. cpu or cuda"
+            ) from None
+        head = load_head_spec(args.head, tokenizer, force=args.force)
+        if isinstance(tokenizer, torch.nn.Module):
+            tokenizer.to(device)
+        head.to(device)
+        if args.budget is not None and not 1 <= args.budget <= tokenizer.num_latents:
+            raise EvalError(
+                f"--budget: expected a mean token count in [1, {tokenizer.num_latents}] (K of this tokenizer), "
+                f"got {args.budget:g}"
+            )
+        videos, info = _load_data(args, tokenizer)
+        say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
+        info["head"] = args.head
+        with _stdout_to_stderr():
+            report = evaluate(
+                tokenizer,
+                head,
+                videos.to(device),
+                allocator=args.allocator,
+                budget=args.budget,
+                lpips=not args.no_lpips,
+                seed=args.seed,
+                oracle=args.oracle,
+                info=info,
+                log=say,
+            )
+    except EvalError as err:
+        print(f"vaportok-rl eval: error: {err}", file=sys.stderr)
+        return 2
+    # ---- results first (nothing computed is lost if the disk fails), then the files they name
+    report["plots"] = {name: str(out / f"{name}.png") for name in PLOTS}
+    if args.json:
+        print(json.dumps(report, indent=1, allow_nan=False), flush=True)
+    else:
+        print(format_table(report), flush=True)
+    try:
+        write_plots(report, out)
+        (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+    except OSError as err:
+        print(
+            f"vaportok-rl eval: error: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); "
+            f"the report was printed above",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.json:
+        print(f"report: {out / 'eval.json'}")
+    return 0
+
+
+def _check_writable(out: Path) -> None:
+    """``--out`` can be created and written (a probe file is written and removed), or :class:`EvalError`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise EvalError(f"--out {out}: not writable ({err.strerror or err}); nothing was evaluated") from None

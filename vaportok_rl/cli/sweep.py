@@ -1,0 +1,76 @@
+"""``vaportok-rl sweep RECIPE [key=value ...] [--dry-run] [--output-dir DIR] [--keep-going] [--no-progress]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from vaportok_rl.config import ConfigError
+from vaportok_rl.rewards import RewardError
+from vaportok_rl.sweep import SweepError, check_run_folders, describe_runs, load_sweep, run_sweep
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vaportok-rl sweep",
+        description="Run a sweep recipe: named override sets (and/or a grid) over a base training recipe, one "
+        "folder per run, resumable; then results.csv, rewards.png, pareto.png and table.md in the sweep folder.",
+        epilog="Overrides (key=value) apply to every run, e.g. steps=20 rollout.videos_per_step=4. "
+        "Re-running the same command skips finished runs and resumes a killed one from its checkpoint.",
+    )
+    parser.add_argument("recipe", help="sweep recipe YAML, e.g. recipes/sweep_recon_gen.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides for every run")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
+    parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
+    parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_intermixed_args(argv)  # options may come after the overrides
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"overrides must look like key=value, got {bad}")
+    try:
+        if args.dry_run:
+            sweep = load_sweep(args.recipe, args.overrides, output_dir=args.output_dir)
+            print(describe_runs(sweep))
+            check_run_folders(sweep)
+            return 0
+        result = run_sweep(
+            args.recipe,
+            args.overrides,
+            output_dir=args.output_dir,
+            progress=not args.no_progress,
+            keep_going=args.keep_going,
+            log=print,
+        )
+    except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
+        print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an unwritable sweep folder, a full disk
+        print(
+            f"vaportok-rl sweep: error: cannot write {error.filename or ''} ({error.strerror or error}); finished runs "
+            f"are kept: free space or fix permissions and re-run the same command",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as error:  # a run crashed: what is finished stays finished
+        traceback.print_exc()
+        print(
+            f"vaportok-rl sweep: a run failed ({type(error).__name__}: {error}). Finished runs are kept; re-run "
+            f"the same command to resume (--keep-going runs the others past a failing one).",
+            file=sys.stderr,
+        )
+        return 1
+    if result["table"]:
+        print()
+        print(result["table"])
+    for name, path in result["files"].items():
+        print(f"wrote {path}" + ("" if name != "results" else f" ({len(result['rows'])} runs)"))
+    for run_id, text in result.get("errors", {}).items():
+        print(f"vaportok-rl sweep: run {run_id} failed:\n{text}", file=sys.stderr)
+    if result["failed"]:
+        print(
+            f"vaportok-rl sweep: {len(result['failed'])} run(s) failed: {', '.join(result['failed'])}", file=sys.stderr
+        )
+        return 1
+    return 0
