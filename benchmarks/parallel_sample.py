@@ -104,7 +104,7 @@ def step_breakdown(tokenizer, steps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(
             TrainConfig,
-            "recipes/grpo_default.yaml",
+            "recipes/vaportok_paper.yaml",
             [f"steps={steps}", f"log.output_dir={Path(tmp) / 'run'}", "eval.num_videos=0", "log.checkpoint_every=0"],
         )
 
@@ -163,7 +163,7 @@ def main() -> None:
     )
     b = step_breakdown(tokenizer, args.steps)
     print(
-        f"train step ({b['steps']} steps, recipes/grpo_default.yaml): {b['step_time_s'] / b['steps']:.2f} s/step; "
+        f"train step ({b['steps']} steps, recipes/vaportok_paper.yaml): {b['step_time_s'] / b['steps']:.2f} s/step; "
         f"tokenizer passes {b['tokenizer_s']:.2f} s, head fwd+bwd {b['head_s']:.2f} s of {b['step_time_s']:.2f} s "
         f"-> outside model forward/backward {b['outside_share']:.1%} (goal <= 10 %)"
     )

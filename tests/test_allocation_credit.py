@@ -195,3 +195,26 @@ def test_distilled_head_learns_the_oracle_choice():
     keep = head(latents).argmax(-1) + 1
     assert (keep[kind == 0] == 1).all() and (keep[kind == 1] == K).all()
     assert torch.allclose(oracle_targets(quality, 0.1, 0.1).sum(-1), torch.ones(N, dtype=torch.float64))
+
+
+def test_multi_price_distillation_lets_the_knob_reach_other_prices():
+    # two kinds of clips with different marginal dB per token; the oracle's choice depends on the price.
+    K, D, N = 8, 4, 64
+    g = torch.Generator().manual_seed(0)
+    kind = torch.arange(N) % 2
+    latents = torch.randn(N, K, D, generator=g) * 0.1 + kind[:, None, None].float()
+    k = torch.arange(1, K + 1, dtype=torch.float64)
+    # concave piecewise-linear PSNR: kind 0 gains 0.3 dB/token up to k = 3, kind 1 1.5 dB/token up to k = 6, then
+    # both 0.1 dB/token: the oracle keeps (3, 6) at 0.2 dB/token, (1, 6) at 1.0, (8, 8) at 0.0
+    knee, slope = torch.where(kind == 0, 3, 6)[:, None], torch.where(kind == 0, 0.3, 1.5).double()[:, None]
+    quality = 20 + slope * torch.minimum(k, knee) + 0.1 * (k - knee).clamp(min=0)  # [N, K]
+    config = DistillConfig(price=0.2, temperature=0.05, knob_prices=[0.0, 1.0], steps=300, batch=32, lr=3e-3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        head = TaildropHead(HeadConfig(latent_dim=D, num_latents=K, width=16, layers=1, heads=2, temperature=1.0))
+    distill_head(head, latents, quality, config)
+    with torch.no_grad():
+        logits = head(latents)
+    for price in (0.0, 0.2, 1.0):  # the knob tilt for price p is (p - λ) / temperature per token
+        knob = keep_at_price(logits, (price - config.price) / config.temperature).numpy()
+        assert (knob == hard_oracle_keep(quality, price)).all(), price

@@ -23,7 +23,7 @@ from vaportok_rl.cli.sweep import main as cli
 from vaportok_rl.sweep import RESULT_COLUMNS, SweepError, format_table, load_results, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ROOT / "recipes" / "grpo_default.yaml"
+BASE = ROOT / "recipes" / "vaportok_paper.yaml"
 REAL_RUN_TRAINING = sweep_module.run_training
 
 

@@ -36,7 +36,7 @@ def test_defaults_are_the_papers():
 
 
 def test_default_recipe_loads_with_paper_settings():
-    c = load_train_config(RECIPES / "grpo_default.yaml")
+    c = load_train_config(RECIPES / "vaportok_paper.yaml")
     assert (c.grpo.group_size, c.grpo.beta, c.grpo.num_iterations) == (8, 0.1, 2)
     assert [s.weight for s in c.active_rewards().values()] == [1.0] * 5
     assert c.tokenizer == "default"
@@ -59,7 +59,7 @@ def test_reward_overrides_reach_one_reward_and_null_drops_it():
 
 
 def test_round_trip_through_dict():
-    c = load_train_config(RECIPES / "grpo_default.yaml", ["rewards.diversity=null", "optim.schedule=cosine"])
+    c = load_train_config(RECIPES / "vaportok_paper.yaml", ["rewards.diversity=null", "optim.schedule=cosine"])
     assert load_train_config(None, []).__class__ is TrainConfig
     from vaportok_rl.config import from_dict
 
@@ -123,7 +123,7 @@ def test_ablation_sweep_expands_to_leave_one_out_runs():
         assert config.seed == 0
         assert config.log.output_dir == f"runs/ablation_leave_one_out/wo_{reward}/seed0"
     # everything but rewards, output folder and the pinned step count is the base recipe's
-    base = to_dict(load_train_config(RECIPES / "grpo_default.yaml"))
+    base = to_dict(load_train_config(RECIPES / "vaportok_paper.yaml"))
     run = to_dict(by_id["wo_penalty/seed0"])
     assert {k for k in base if base[k] != run[k]} == {"rewards", "log", "steps"}
     assert run["steps"] == 60  # the recipe pins the step count its README table was run at

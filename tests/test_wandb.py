@@ -72,7 +72,7 @@ def test_wandb_offline_logs_the_jsonl_keys_and_eval_images(tmp_path, monkeypatch
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
     config = load_train_config(
-        ROOT / "recipes" / "grpo_default.yaml",
+        ROOT / "recipes" / "vaportok_paper.yaml",
         [
             f"tokenizer={tiny_tokenizer_file}",
             "steps=2",

@@ -61,6 +61,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from vaportok_rl.complexity import complexity
+from vaportok_rl.data import SOURCES
 from vaportok_rl.rewards import check_reward_output, load_reward, required_needs, validate_reward
 from vaportok_rl.rollout import Rollout, decode_paths, encode_videos
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
@@ -211,7 +212,7 @@ class TaildropEnv(gym.Env):
                     f"data {str(data)!r}: the built-in video sources give square RGB clips, but the "
                     f"tokenizer's clip_shape is {self.clip_shape}; pass a tensor or a callable instead"
                 )
-            if str(data) in ("synthetic", "textures", "mixed"):
+            if str(data) in SOURCES:
                 return str(data), None
             if not Path(data).is_dir():
                 raise ValueError(

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+__all__ = ["LOSS_TYPES", "compute_advantages", "grpo_loss", "knob_kl"]
 SCALE_REWARDS = ("group", "batch", "none")
 REWARD_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
@@ -230,3 +231,22 @@ def compute_advantages(
     else:  # normalize_then_sum
         advantages = (normalize(rewards) * weights).sum(-1)  # [B, G, (L,) R] -> [B, G, (L)]
     return advantages
+
+
+def knob_kl(logits: Tensor, ref_logits: Tensor, tilts: Sequence[float]) -> Tensor:
+    """The KL leash over the price knob: mean over tilts t and clips of KL(ref_t || π_t), exact over k.
+
+    logits, ref_logits [N, K] over k = 1..K; π_t = softmax(logits - t·k), the policy the price knob
+    (:mod:`vaportok_rl.budget`) makes at tilt t. GRPO's sampled-action KL (``beta``) only sees the k the policy
+    samples at its own price; this holds the whole distribution at every listed tilt near the reference's, so
+    tuning one operating point does not bend the head's other budgets."""
+    if logits.shape != ref_logits.shape or logits.ndim != 2:
+        raise ValueError(
+            f"knob_kl: expected logits and ref_logits [N, K] alike, got {tuple(logits.shape)} and "
+            f"{tuple(ref_logits.shape)}"
+        )
+    k = torch.arange(1, logits.shape[-1] + 1, dtype=logits.dtype, device=logits.device)
+    t = torch.as_tensor(list(tilts), dtype=logits.dtype, device=logits.device)[:, None, None]  # [P, 1, 1]
+    log_pi = torch.log_softmax(logits.unsqueeze(0) - t * k, dim=-1)  # [P, N, K]
+    log_ref = torch.log_softmax(ref_logits.detach().unsqueeze(0) - t * k, dim=-1)  # [P, N, K]
+    return (log_ref.exp() * (log_ref - log_pi)).sum(-1).mean()

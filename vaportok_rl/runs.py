@@ -45,6 +45,7 @@ from vaportok_rl.tokenizer.head import (
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_HEAD_DIR",
+    "DISTILLED_HEAD_DIR",
     "METRICS_FILE",
     "TrainedRun",
     "checkpoint_dirs",
@@ -61,6 +62,10 @@ RUN_CONFIG = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
+DISTILLED_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_distilled"
+"""The oracle-distilled head shipped in the package (``vaportok-rl distill recipes/distill_default.yaml``): the
+supervised reference, and where ``recipes/grpo_default.yaml`` starts GRPO."""
+SHIPPED_HEADS = {"default": DEFAULT_HEAD_DIR, "distilled": DISTILLED_HEAD_DIR}
 
 
 # =============================================================================================== checkpoints
@@ -205,7 +210,8 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
       fingerprint-checked by :func:`~vaportok_rl.tokenizer.head.load_exported_head`;
     - a training run folder (``head.safetensors`` + ``head_config.json``) or one of its checkpoint folders
       (``tensors.safetensors`` + ``meta.json``);
-    - ``"default"``: the GRPO-tuned head shipped in the package (an export folder);
+    - ``"default"``: the GRPO-tuned head shipped in the package (an export folder); ``"distilled"``: the
+      oracle-distilled head shipped beside it;
     - ``"pretrained"``: a copy of ``tokenizer.head`` (the tokenizer's own prior-pretrained head).
 
     ``tokenizer`` (a FrozenTokenizer or its fingerprint string; None skips the check) must match the fingerprint
@@ -223,13 +229,14 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
                 f"{type(tokenizer).__name__} has none. Expected 'default' or a head folder"
             )
         return copy.deepcopy(head).eval()
-    if spec == "default":
-        path = DEFAULT_HEAD_DIR
+    if spec in SHIPPED_HEADS:
+        path = SHIPPED_HEADS[spec]
         if not (path / WEIGHTS_FILE).is_file():
+            made_by = "train recipes/grpo_default.yaml" if spec == "default" else "distill recipes/distill_default.yaml"
             raise ExportError(
-                f"head 'default' is the GRPO-tuned head shipped at {path}, which is missing from this install. "
-                "Train one (vaportok-rl train recipes/grpo_default.yaml) and export it (vaportok-rl export RUN "
-                f"--out {path}), pass a run or export folder, or use 'pretrained'"
+                f"head {spec!r} is shipped at {path}, which is missing from this install. Make one (vaportok-rl "
+                f"{made_by}) and export it (vaportok-rl export RUN --out {path}), pass a run or export folder, or "
+                "use 'pretrained'"
             )
     else:
         path = Path(spec)
@@ -237,9 +244,9 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
             path = path.parent
         if not path.is_dir():
             raise ExportError(
-                f"head {spec!r}: not 'default', 'pretrained' or an existing folder; expected an exported head folder "
-                f"(model.safetensors + config.json), a GRPO run folder (head.safetensors + head_config.json) or a "
-                f"checkpoint folder (tensors.safetensors + meta.json)"
+                f"head {spec!r}: not 'default', 'distilled', 'pretrained' or an existing folder; expected an exported "
+                f"head folder (model.safetensors + config.json), a GRPO run folder (head.safetensors + "
+                f"head_config.json) or a checkpoint folder (tensors.safetensors + meta.json)"
             )
     if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
         return load_exported_head(path, tokenizer=tokenizer, force=force)

@@ -106,9 +106,18 @@ class GRPOConfig:
     decisions. "decision": rewards that decompose over clips (they return [B, G, L], e.g. ``psnr`` and
     ``token_cost``) give each clip's decision its own advantage against the G decisions drawn for that clip;
     path-level rewards are broadcast to their clips."""
+    knob_tilts: list[float] = field(default_factory=list)
+    """Price-knob tilts (logit units per token; see ``vaportok_rl.budget``) at which the head's distribution is
+    held near the starting head's by ``knob_beta``: GRPO tunes one operating point, this keeps the others. For a
+    head from ``vaportok-rl distill`` the tilt of price p is (p - distill.price) / distill.temperature."""
+    knob_beta: float = 0.0
+    """Weight of the exact KL to the starting head at each of ``knob_tilts`` (0 turns it off)."""
 
     def __post_init__(self) -> None:
         _positive_int("grpo", "group_size", self.group_size)
+        _finite("grpo", "knob_beta", self.knob_beta, low=0)
+        for t in self.knob_tilts:
+            _finite("grpo", "knob_tilts", t)
         if self.group_size < 2:
             raise ValueError(
                 f"grpo.group_size: expected >= 2 (advantages compare paths within a group), got {self.group_size}"

@@ -68,8 +68,8 @@ from tqdm.auto import tqdm
 
 from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from vaportok_rl.config import ConfigError, save_yaml, to_dict
-from vaportok_rl.data import load_videos
-from vaportok_rl.grpo import compute_advantages, grpo_loss
+from vaportok_rl.data import SOURCES, load_videos
+from vaportok_rl.grpo import compute_advantages, grpo_loss, knob_kl
 from vaportok_rl.heldout import HeldOutEval, reward_metrics, score
 from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rewards import RewardError, load_reward, required_needs
@@ -108,11 +108,11 @@ class VideoStream:
         self.source, self.L, self.frames, self.size = source, clips_per_video, T, H
         self.seed, self.split, self.batch = seed, split, batch
         self.folder = None
-        if source not in ("synthetic", "textures"):
+        if source not in SOURCES:
             from vaportok_rl.data import VideoFolder
 
             if not Path(source).is_dir():
-                raise ConfigError(f"data.source: expected 'synthetic', 'textures' or a folder, got {source!r}")
+                raise ConfigError(f"data.source: expected one of {SOURCES} or a folder, got {source!r}")
             try:
                 self.folder = VideoFolder(source, clips_per_video=clips_per_video, frames=T, size=H)
                 self.folder.check()  # every file, before the first step
@@ -173,15 +173,19 @@ def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHe
 
 
 class PathScorer(nn.Module):
-    """What DDP wraps: forward = the log-probs [B, G, L] of a rollout's decisions under the policy, with grad.
-    (Going through DDP's forward is what makes backward all-reduce the gradients.)"""
+    """What DDP wraps: forward = the log-probs [B, G, L] of a rollout's decisions under the policy, with grad, and
+    the head's logits [B·L, K] when ``with_logits`` (for the knob KL). (Going through DDP's forward is what makes
+    backward all-reduce the gradients.)"""
 
     def __init__(self, policy: TaildropPolicy, mode: str):
         super().__init__()
         self.policy, self.mode = policy, mode
 
-    def forward(self, latents: Tensor, keep: Tensor, max_keep: Tensor | None = None) -> Tensor:
-        return group_log_prob(self.policy, latents, keep, self.mode, max_keep)
+    def forward(
+        self, latents: Tensor, keep: Tensor, max_keep: Tensor | None = None, with_logits: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        logp = group_log_prob(self.policy, latents, keep, self.mode, max_keep)
+        return logp, self.policy.logits(latents) if with_logits else None
 
 
 # =============================================================================================== rewards
@@ -540,13 +544,18 @@ def run_training(
                 advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
                 max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
                 entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
+                leash = bool(g.knob_beta and g.knob_tilts)
+                ref_logits = ref_policy.logits(rollout.encoded.latents) if leash else None  # [B/P·L, K]
 
             # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
             lr = optimizer.param_groups[0]["lr"]
             sums: dict[str, float] = {}
             for _ in range(g.num_iterations):
-                logp = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep)  # [B/P, G, L]
+                logp, logits = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep, leash)  # [B/P, G, L]
                 loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
+                if leash:  # the knob KL: the other operating points stay where the starting head had them
+                    kl = knob_kl(logits, ref_logits, g.knob_tilts)
+                    loss, metrics = loss + g.knob_beta * kl, {**metrics, "knob_kl": kl.item()}
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
                 if step == start:

@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("vaportok_rl.cli.pretrain:main", "pretrain the built-in tokenizer, AR prior and taildrop head"),
     "tokenizer-report": ("vaportok_rl.cli.tokenizer_report:main", "PSNR/SSIM per k, codebook usage, prior accuracy"),
     "train": ("vaportok_rl.cli.train:main", "GRPO-tune a taildrop head on a frozen tokenizer"),
+    "distill": ("vaportok_rl.cli.distill:main", "fit a head to the per-clip PSNR oracle (the supervised reference)"),
     "eval": ("vaportok_rl.cli.eval:main", "evaluate a head against budgeted allocators and the oracle"),
     "sweep": ("vaportok_rl.cli.sweep:main", "run a sweep recipe (grid or list of overrides)"),
     "export": ("vaportok_rl.cli.export:main", "export a tuned head (safetensors + config + model card)"),

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS
+from vaportok_rl.data import SOURCES
 from vaportok_rl.evaluation import (
     HELDOUT_SEED,
     ORACLES,
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_name(data: str) -> str:
-    return data if data in ("synthetic", "textures") else (Path(data).resolve().name or "folder")
+    return data if data in SOURCES else (Path(data).resolve().name or "folder")
 
 
 def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
@@ -115,11 +116,11 @@ def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
     C, T, H, W = tokenizer.clip_shape
     if H != W or C != 3:
         raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
-    videos, split = args.videos, "test" if args.data == "textures" else "all"
-    if args.data not in ("synthetic", "textures"):
+    videos, split = args.videos, "test" if args.data in ("textures", "mixed") else "all"
+    if args.data not in SOURCES:
         folder = Path(args.data)
         if not folder.is_dir():
-            raise EvalError(f"--data: {args.data!r} is not 'synthetic', 'textures' or an existing folder of videos")
+            raise EvalError(f"--data: {args.data!r} is not one of {SOURCES} or an existing folder of videos")
         try:
             available = len(VideoFolder(folder, clips_per_video=args.clips_per_video, frames=T, size=H))
         except ValueError as err:

@@ -27,7 +27,11 @@ __all__ = [
     "VideoFolder",
     "write_video",
     "load_videos",
+    "SOURCES",
 ]
+
+SOURCES = ("synthetic", "textures", "mixed")
+"""The procedural sources (anything else is a folder of video files)."""
 
 
 def load_videos(
