@@ -117,7 +117,7 @@ def _reward_table(train_config: dict) -> dict[str, dict]:
 
 def _training_summary(run: TrainedRun) -> dict:
     c, s = run.train_config, run.summary
-    keep = ("seed", "steps", "tokenizer", "plugin_paths", "grpo", "policy", "rollout", "data", "optim")
+    keep = ("seed", "steps", "tokenizer", "plugin_paths", "grpo", "policy", "rollout", "data", "optim", "distill")
     summary = {k: c[k] for k in keep if k in c}
     summary["steps_done"] = run.step
     for key in ("initial_eval", "final_eval", "eval_gain", "last_train", "eval_history", "seconds", "world_size"):
@@ -319,13 +319,19 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         "tags: [vaportok-rl, taildrop, adaptive-tokenization, video-tokenizer, grpo]",
         "---",
         "",
-        f"# {name}: a GRPO-tuned taildrop head",
+        f"# {name}: " + ("an oracle-distilled taildrop head" if "distill" in t else "a GRPO-tuned taildrop head"),
         "",
         "A *taildrop head* decides how many of a clip's K ordered latent tokens a frozen adaptive 1D video tokenizer "
         "keeps. It reads the clip's quantized latents `[N, K, D]` and returns logits `[N, K]`: index `j` scores "
         "keeping `k = j + 1` tokens, and `softmax(logits)` is the distribution P(k) (the temperature is already "
-        "applied). It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
-        "tokenizer itself stayed frozen.",
+        "applied). "
+        + (
+            "It was fitted by `vaportok-rl distill` to the per-clip PSNR oracle's choices at a price per token "
+            f"(distill settings: {t['distill']}); the tokenizer itself stayed frozen."
+            if "distill" in t
+            else "It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
+            "tokenizer itself stayed frozen."
+        ),
         "",
         f"It belongs to **one** tokenizer: the one whose frozen weights have the fingerprint `{fp}`"
         + (f" (training used tokenizer spec `{tokenizer_spec}`)" if tokenizer_spec else "")

@@ -65,7 +65,7 @@ DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
 DISTILLED_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_distilled"
 """The oracle-distilled head shipped in the package (``vaportok-rl distill recipes/distill_default.yaml``): the
 supervised reference, and where ``recipes/grpo_default.yaml`` starts GRPO."""
-SHIPPED_HEADS = {"default": DEFAULT_HEAD_DIR, "distilled": DISTILLED_HEAD_DIR}
+SHIPPED_HEADS = ("default", "distilled")
 
 
 # =============================================================================================== checkpoints
@@ -230,7 +230,7 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
             )
         return copy.deepcopy(head).eval()
     if spec in SHIPPED_HEADS:
-        path = SHIPPED_HEADS[spec]
+        path = DEFAULT_HEAD_DIR if spec == "default" else DISTILLED_HEAD_DIR
         if not (path / WEIGHTS_FILE).is_file():
             made_by = "train recipes/grpo_default.yaml" if spec == "default" else "distill recipes/distill_default.yaml"
             raise ExportError(
