@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_TOKENIZER, FakeTokenizer, save_tiny_tokenizer
+from test_trainer import TINY as TRAIN_TINY
 
 from vaportok_rl.cli import main as vaportok_rl
 from vaportok_rl.data import write_video
@@ -20,19 +21,7 @@ from vaportok_rl.runs import checkpoint_dirs, load_head
 from vaportok_rl.tokenizer.head import CONFIG_FILE, ExportError, load_exported_head
 
 FAKE_SPEC = f"{Path(__file__).with_name('conftest.py')}:FakeTokenizer"
-TINY = [
-    f"tokenizer={FAKE_SPEC}",
-    "rollout.videos_per_step=2",
-    "rollout.clips_per_video=2",
-    "grpo.group_size=4",
-    "eval.num_videos=2",
-    "policy.width=8",
-    "policy.layers=1",
-    "policy.heads=2",
-    "optim.lr=1e-2",
-    "data.source=synthetic",
-    "--no-progress",
-]
+TINY = [*TRAIN_TINY, "--no-progress"]
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

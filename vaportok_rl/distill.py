@@ -262,18 +262,14 @@ def run_distill(recipe: DistillRecipe, *, tokenizer: FrozenTokenizer | None = No
     """Build (or reuse) the training table, fit the head to the oracle's targets, write the run folder; returns
     the summary (also summary.json). The head loads wherever a head spec is taken (``policy.init``, ``eval
     --head``, ``export``)."""
-    from vaportok_rl.runs import load_head, save_head
+    from vaportok_rl.runs import load_head, save_head, unwritable_reason
     from vaportok_rl.tokenizer import load_tokenizer_spec
 
     started = time.perf_counter()
     out = Path(recipe.output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"output_dir: cannot write to {str(out)!r} ({error.strerror or error})") from None
+    reason = unwritable_reason(out)  # before any decoding
+    if reason is not None:
+        raise ConfigError(f"output_dir {out}: not writable ({reason}); nothing was computed")
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer_spec(recipe.tokenizer)
     try:
         head = copy.deepcopy(load_head(recipe.init, tokenizer)).requires_grad_(True)

@@ -45,6 +45,7 @@ from vaportok_rl.tokenizer.head import (
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_HEAD_DIR",
+    "unwritable_reason",
     "DISTILLED_HEAD_DIR",
     "METRICS_FILE",
     "TrainedRun",
@@ -69,6 +70,21 @@ SHIPPED_HEADS = ("default", "distilled")
 
 
 # =============================================================================================== checkpoints
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Create ``folder`` and write and delete a probe file in it, before any work is done for it: None when that
+    works, else why not (a read-only, missing-parent or not-a-folder path). A full disk may still fail later;
+    callers catch that where files are written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        return str(error.strerror or error)
+    return None
 
 
 def checkpoint_dirs(output_dir: str | os.PathLike) -> list[Path]:

@@ -74,7 +74,15 @@ from vaportok_rl.heldout import HeldOutEval, reward_metrics, score
 from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rewards import RewardError, load_reward, required_needs
 from vaportok_rl.rollout import Rollout, collect_rollout, derive_seed, group_log_prob, video_generators
-from vaportok_rl.runs import CHECKPOINTS, METRICS_FILE, checkpoint_dirs, load_head, read_metrics_lines, save_head
+from vaportok_rl.runs import (
+    CHECKPOINTS,
+    METRICS_FILE,
+    checkpoint_dirs,
+    load_head,
+    read_metrics_lines,
+    save_head,
+    unwritable_reason,
+)
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
@@ -387,13 +395,9 @@ def check_writable(folder: Path, what: str) -> None:
     """Create ``folder`` and write and delete a probe file in it, before any work: an unwritable, read-only or
     missing-parent folder fails at once with :class:`TrainingError` naming it (a full disk may still fail later;
     that is caught where files are written)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise TrainingError(f"{what} {folder}: not writable ({error.strerror or error})") from None
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise TrainingError(f"{what} {folder}: not writable ({reason})")
 
 
 def _kept(output_dir: Path) -> str:

@@ -25,6 +25,7 @@ from vaportok_rl.evaluation import (
     load_head_spec,
     write_plots,
 )
+from vaportok_rl.runs import unwritable_reason
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 
@@ -227,10 +228,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_writable(out: Path) -> None:
     """``--out`` can be created and written (a probe file is written and removed), or :class:`EvalError`."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as err:
-        raise EvalError(f"--out {out}: not writable ({err.strerror or err}); nothing was evaluated") from None
+    reason = unwritable_reason(out)
+    if reason is not None:
+        raise EvalError(f"--out {out}: not writable ({reason}); nothing was evaluated")
