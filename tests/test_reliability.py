@@ -20,7 +20,6 @@ from vaportok_rl.export import save_pretrained
 from vaportok_rl.runs import checkpoint_dirs, load_head
 from vaportok_rl.tokenizer.head import CONFIG_FILE, ExportError, load_exported_head
 
-FAKE_SPEC = f"{Path(__file__).with_name('conftest.py')}:FakeTokenizer"
 TINY = [*TRAIN_TINY, "--no-progress"]
 
 
