@@ -343,3 +343,15 @@ def test_default_head_missing_is_a_clear_error(tiny_path, tmp_path, capsys, monk
     rc, _, stderr = run_cli(argv, capsys)
     assert rc == 2
     assert "--head" in stderr and "'default'" in stderr and "export" in stderr and "pretrained" in stderr
+
+
+def test_eval_budgets_option_sets_the_sweep_and_is_checked(tiny_path, tmp_path, capsys):
+    base = ["--tokenizer", tiny_path, "--head", "pretrained", "--data", "synthetic", "--allocator", "bithr"]
+    base += ["--videos", 2, "--clips-per-video", 2, "--no-lpips", "--json", "--out", tmp_path / "o"]
+    rc, stdout, stderr = run_cli([*base, "--budgets", 2, 5.5], capsys)
+    assert rc == 0, stderr
+    report = json.loads(stdout)
+    assert report["sweep"]["budgets"] == [2.0, 5.5] == report["rate_quality"]["budgets"]
+    assert [len(c) for c in report["rate_quality"]["curves"].values()] == [2] * len(report["rate_quality"]["curves"])
+    rc, _, stderr = run_cli([*base, "--budgets", 2, 99], capsys)
+    assert rc == 2 and "--budgets" in stderr and "99" in stderr and "Traceback" not in stderr

@@ -48,7 +48,7 @@ def _budget(text: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"--budget: expected a positive mean token count per clip, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive mean token count per clip, got {text!r}")
     return value
 
 
@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_budget,
         default=None,
         help="mean tokens per clip (default: the head's own argmax mean token count)",
+    )
+    p.add_argument(
+        "--budgets",
+        type=_budget,
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="the sweep's budgets, mean tokens per clip (default: 8 evenly spaced from K/16 to K)",
     )
     p.add_argument(
         "--videos",
@@ -186,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"--budget: expected a mean token count in [1, {tokenizer.num_latents}] (K of this tokenizer), "
                 f"got {args.budget:g}"
             )
+        bad = [b for b in args.budgets or () if not 1 <= b <= tokenizer.num_latents]
+        if bad:
+            raise EvalError(
+                f"--budgets: expected mean token counts in [1, {tokenizer.num_latents}] (K of this tokenizer), "
+                f"got {bad[0]:g}"
+            )
         videos, info = _load_data(args, tokenizer)
         say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
         info["head"] = args.head
@@ -196,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 videos.to(device),
                 allocator=args.allocator,
                 budget=args.budget,
+                sweep_budgets=args.budgets,
                 lpips=not args.no_lpips,
                 seed=args.seed,
                 oracle=args.oracle,
