@@ -542,7 +542,7 @@ def run_training(
             generators = video_generators(c.seed, "sample", step, mine, device)  # video i's paths: (seed, step, i) only
             with torch.no_grad():
                 rollout = collect_rollout(tokenizer, policy, ref_policy, videos, generator=generators, **rollout_kwargs)
-                # ---- 2. rewards [B, G, R] and advantages [B, G] over the global batch; this process keeps its rows
+                # ---- 2. rewards, advantages (per path or decision) of the global batch; this process keeps its rows
                 everyone = gather_rollout(accelerator, rollout)
                 R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
                 advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
