@@ -176,19 +176,27 @@ def test_search_finds_least_k_reaching_target_and_counts_decodes():
 
 
 # ---------------------------------------------------------------------------------------- distillation
+K_TOY, D_TOY, N_TOY = 8, 4, 64
+
+
+def two_kinds_of_clips() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, TaildropHead]:
+    """Latents that carry the answer (kind 0 or 1 of N clips), keep counts k [K] and a fresh seeded tiny head."""
+    g = torch.Generator().manual_seed(0)
+    kind = torch.arange(N_TOY) % 2
+    latents = torch.randn(N_TOY, K_TOY, D_TOY, generator=g) * 0.1 + kind[:, None, None].float()
+    k = torch.arange(1, K_TOY + 1, dtype=torch.float64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = HeadConfig(latent_dim=D_TOY, num_latents=K_TOY, width=16, layers=1, heads=2, temperature=1.0)
+        head = TaildropHead(config)
+    return kind, latents, k, head
 
 
 def test_distilled_head_learns_the_oracle_choice():
-    # latents carry the answer: clip type 0 wants few tokens, type 1 wants many.
-    K, D, N = 8, 4, 64
-    g = torch.Generator().manual_seed(0)
-    kind = torch.arange(N) % 2
-    latents = torch.randn(N, K, D, generator=g) * 0.1 + kind[:, None, None].float()
-    k = torch.arange(1, K + 1, dtype=torch.float64)
+    # clip type 0 wants few tokens, type 1 wants many.
+    K, N = K_TOY, N_TOY
+    kind, latents, k, head = two_kinds_of_clips()
     quality = torch.where(kind[:, None] == 0, 20 + 0.01 * k, 20 + 1.0 * k)  # [N, K]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        head = TaildropHead(HeadConfig(latent_dim=D, num_latents=K, width=16, layers=1, heads=2, temperature=1.0))
     config = DistillConfig(price=0.1, temperature=0.1, steps=150, batch=32, lr=3e-3)
     losses = distill_head(head, latents, quality, config)
     assert losses[-1] < losses[0]
@@ -199,19 +207,12 @@ def test_distilled_head_learns_the_oracle_choice():
 
 def test_multi_price_distillation_lets_the_knob_reach_other_prices():
     # two kinds of clips with different marginal dB per token; the oracle's choice depends on the price.
-    K, D, N = 8, 4, 64
-    g = torch.Generator().manual_seed(0)
-    kind = torch.arange(N) % 2
-    latents = torch.randn(N, K, D, generator=g) * 0.1 + kind[:, None, None].float()
-    k = torch.arange(1, K + 1, dtype=torch.float64)
+    kind, latents, k, head = two_kinds_of_clips()
     # concave piecewise-linear PSNR: kind 0 gains 0.3 dB/token up to k = 3, kind 1 1.5 dB/token up to k = 6, then
     # both 0.1 dB/token: the oracle keeps (3, 6) at 0.2 dB/token, (1, 6) at 1.0, (8, 8) at 0.0
     knee, slope = torch.where(kind == 0, 3, 6)[:, None], torch.where(kind == 0, 0.3, 1.5).double()[:, None]
     quality = 20 + slope * torch.minimum(k, knee) + 0.1 * (k - knee).clamp(min=0)  # [N, K]
     config = DistillConfig(price=0.2, temperature=0.05, knob_prices=[0.0, 1.0], steps=300, batch=32, lr=3e-3)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        head = TaildropHead(HeadConfig(latent_dim=D, num_latents=K, width=16, layers=1, heads=2, temperature=1.0))
     distill_head(head, latents, quality, config)
     with torch.no_grad():
         logits = head(latents)
