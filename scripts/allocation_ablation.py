@@ -60,7 +60,7 @@ def heldout_tables(tokenizer, cache: Path, videos: int = 32, clips_per_video: in
     return {s: (lat, q.double()) for s, (lat, q) in out.items()}
 
 
-def run_folder(v: dict, root: Path, variant: str, seed: int) -> Path:
+def run_folder(root: Path, variant: str, seed: int) -> Path:
     return root / f"{variant}_s{seed}"
 
 
@@ -68,13 +68,11 @@ def ensure_run(v: dict, root: Path, seed: int) -> str:
     """The head spec of variant ``v`` at ``seed``: trains it first (via the CLI) unless its folder holds a head."""
     if "head" in v:
         return v["head"]
-    folder = run_folder(v, root, v["name"], seed)
+    folder = run_folder(root, v["name"], seed)
     if (folder / "head.safetensors").is_file():
         return str(folder)
     overrides = [
-        re.sub(r"\{run:([\w-]+)\}", lambda m: str(run_folder(v, root, m.group(1), seed)), o).replace(
-            "{seed}", str(seed)
-        )
+        re.sub(r"\{run:([\w-]+)\}", lambda m: str(run_folder(root, m.group(1), seed)), o).replace("{seed}", str(seed))
         for o in v.get("overrides", [])
     ]
     key = "log.output_dir" if v["command"] == "train" else "output_dir"
@@ -193,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only is not None and v["name"] not in args.only:
             continue
         for seed in [0] if "head" in v else seeds:
-            folder = v.get("head") or run_folder(v, root, v["name"], seed)
+            folder = v.get("head") or run_folder(root, v["name"], seed)
             if args.no_train and "head" not in v and not (Path(folder) / "head.safetensors").is_file():
                 continue
             head_spec = ensure_run(v, root, seed)

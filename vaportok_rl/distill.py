@@ -243,7 +243,7 @@ def training_table(
         N, K = len(clips), tokenizer.num_latents
         psnr = torch.empty(N, K, dtype=torch.float64)
         bar = tqdm(total=N, disable=not progress, desc="decode table", unit="clip", dynamic_ncols=True)
-        step = max(1, 256 // K) if K < 256 else 1
+        step = max(1, 256 // K)  # clips per psnr_table call: ~256 decodes, so the bar moves
         for i in range(0, N, step):
             part = psnr_table(
                 tokenizer, encoded.index(slice(i, i + step)), clips[i : i + step], chunk=recipe.decode_chunk

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from vaportok_rl.budget import keep_for_budget
-from vaportok_rl.savings import fixed_curve, fixed_tokens_for, oracle_keep, savings_record
+from vaportok_rl.savings import fixed_curve, oracle_keep, savings_record, tokens_saved
 from vaportok_rl.search import search_for_budget
 
 __all__ = ["CURVE_KEYS", "rate_quality"]
@@ -75,7 +75,7 @@ def rate_quality(
         oracle = oracle_keep(psnr, ks, b)
         oracle_point = _point(b, oracle, psnr, ks, oracle, 0.0)
         fixed_point = dict(oracle_point, tokens=float(b), psnr=q, decodes_per_clip=0.0)
-        fixed_point["tokens_saved"] = 1.0 - b / fixed_tokens_for(q, fixed_ks, fixed_q)
+        fixed_point["tokens_saved"] = tokens_saved(b, q, fixed_ks, fixed_q)
         saved = oracle_point["oracle_saved"]
         fixed_point["oracle_share"] = fixed_point["tokens_saved"] / saved if saved > 0 else float("nan")
         curves.setdefault("fixed", []).append(fixed_point)
