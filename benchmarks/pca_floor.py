@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The PCA floor: PSNR of a variance-ordered linear basis fitted in closed form, kept to k components.
+"""The PCA floor: PSNR of a variance-ordered linear basis fitted in closed form, kept to k components
+(the maths lives in vaportok_rl.tokenizer.pca_floor; tokenizer-report prints the same floor beside its rows).
 
 A tail-drop tokenizer that does not beat this at every k is not yet worth truncating.
 
@@ -15,6 +16,8 @@ import sys
 
 import torch
 
+from vaportok_rl.tokenizer.pca_floor import fit_pca_floor
+
 
 def load(path: str) -> torch.Tensor:
     if path.endswith(".npy"):
@@ -27,11 +30,6 @@ def load(path: str) -> torch.Tensor:
     return x
 
 
-def psnr(rec: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = ((rec.clamp(0, 1) - ref) ** 2).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", required=True)
@@ -39,23 +37,20 @@ def main() -> None:
     ap.add_argument("--k", default="8,16,32,64,128")
     ap.add_argument("--bits", type=int, default=6, help="uniform levels 2**bits per coefficient in ±3σ")
     args = ap.parse_args()
-    train, test = load(args.train).float().flatten(1), load(args.test).float().flatten(1)
-    if train.shape[1] != test.shape[1]:
-        sys.exit(f"train clips have {train.shape[1]} values each, test clips {test.shape[1]}")
+    train, test = load(args.train).float(), load(args.test).float()
+    if train[0].numel() != test[0].numel():
+        sys.exit(f"train clips have {train[0].numel()} values each, test clips {test[0].numel()}")
     ks = sorted(int(k) for k in args.k.split(","))
-    if ks[-1] >= train.shape[0]:
-        sys.exit(f"k={ks[-1]} needs more than {train.shape[0]} training clips")
-    mean = train.mean(0)
-    _, _, basis = torch.svd_lowrank(train - mean, q=min(ks[-1] + 32, train.shape[0]), niter=3)
-    coef = (test - mean) @ basis
-    sd = ((train - mean) @ basis).std(0)
-    levels = 2**args.bits
-    lo, hi = -3 * sd, 3 * sd
-    coef_q = ((coef.clamp(lo, hi) - lo) / (hi - lo) * (levels - 1)).round() / (levels - 1) * (hi - lo) + lo
-    out = {"k": ks, "continuous": [], f"{args.bits}bit": []}
-    for k in ks:
-        out["continuous"].append(round(psnr(mean + coef[:, :k] @ basis[:, :k].T, test), 2))
-        out[f"{args.bits}bit"].append(round(psnr(mean + coef_q[:, :k] @ basis[:, :k].T, test), 2))
+    try:
+        floor = fit_pca_floor(train, ks[-1], bits=args.bits)
+    except ValueError as err:
+        sys.exit(str(err))
+    test = test.flatten(1)
+    out = {
+        "k": ks,
+        "continuous": [round(v, 2) for v in floor.psnr(test, ks, quantize=False).values()],
+        f"{args.bits}bit": [round(v, 2) for v in floor.psnr(test, ks).values()],
+    }
     print("k            " + " ".join(f"{k:>7}" for k in ks))
     for name in ("continuous", f"{args.bits}bit"):
         print(f"{name:<12} " + " ".join(f"{v:>7.2f}" for v in out[name]))

@@ -96,3 +96,21 @@ def test_pretrainer_learns_something(tmp_path):
     for _ in range(29):
         last = trainer.train_step()["rec"]
     assert last < first
+
+
+def test_the_pretrain_command_alone_is_deterministic_run_to_run(tmp_path, capsys):
+    """`vaportok-rl pretrain RECIPE` (every stage: PCA fit, main loop, prior-only stage, head prior) twice from
+    scratch gives the same tokenizer file: the shipped weights are what the recipe rebuilds."""
+    from vaportok_rl.cli.pretrain import main
+    from vaportok_rl.tokenizer.default import load_tokenizer_file
+
+    prints = []
+    for name in ("first", "second"):
+        assert main([str(ROOT / "recipes" / "pretrain_tiny.yaml"), *TINY, f"log.output_dir={tmp_path / name}",
+                     "--no-progress"]) == 0  # fmt: skip
+        prints.append(load_tokenizer_file(tmp_path / name / "tokenizer.safetensors").fingerprint)
+    assert prints[0] == prints[1]
+    assert f"fingerprint {prints[0][:16]}" in capsys.readouterr().out
+    recipe = ROOT / "recipes" / "pretrain_tiny.yaml"
+    other = load_config(PretrainConfig, recipe, [*TINY, "seed=1", f"log.output_dir={tmp_path / 'seed1'}"])
+    assert run_pretrain(other, progress=False).model.fingerprint != prints[0]  # and the seed matters

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS, Allocation, allocate
 from vaportok_rl.complexity import complexity
+from vaportok_rl.data import HELDOUT_SEED
 from vaportok_rl.metrics import LPIPS_MIN_SIDE, LPIPSMetric, spearman, ssim
 from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.rate_quality import head_logits, rate_quality
@@ -65,9 +66,6 @@ __all__ = [
 ]
 
 SCHEMA = "vaportok-eval/2"
-HELDOUT_SEED = 1_000_003
-"""The held-out seed shared with ``tokenizer-report`` (pretraining and GRPO draw from other seeds)."""
-"""Where the package ships its GRPO-tuned head (an exported folder: model.safetensors + config.json)."""
 BASELINES = ("fixed", "bithr", "bidelta", "ilp")
 """AdapTok's allocators, always compared (plus ``--allocator`` when it is ``fast``)."""
 ORACLES = ("fast", "ilp")

@@ -119,29 +119,18 @@ def _data_name(data: str) -> str:
 
 
 def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
-    from vaportok_rl.data import load_videos
-    from vaportok_rl.data.video_folder import VideoFolder
+    from vaportok_rl.data import heldout_videos
 
     C, T, H, W = tokenizer.clip_shape
     if H != W or C != 3:
         raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
-    videos, split = args.videos, "test" if args.data in ("textures", "mixed") else "all"
-    if args.data not in SOURCES:
-        folder = Path(args.data)
-        if not folder.is_dir():
-            raise EvalError(f"--data: {args.data!r} is not one of {SOURCES} or an existing folder of videos")
-        try:
-            available = len(VideoFolder(folder, clips_per_video=args.clips_per_video, frames=T, size=H))
-        except ValueError as err:
-            raise EvalError(f"--data: {err}") from None
-        videos, split = min(videos, available), None
     try:
-        data = load_videos(
-            args.data, videos, args.clips_per_video, seed=args.seed, frames=T, size=H, split=split or "all"
+        data, meta = heldout_videos(
+            args.data, frames=T, size=H, videos=args.videos, clips_per_video=args.clips_per_video, seed=args.seed
         )
     except ValueError as err:
-        raise EvalError(f"--data: {err}") from None
-    return data, {"data": args.data, "split": split, "videos": videos}
+        raise EvalError(f"--{err}") from None
+    return data, {"data": meta["data"], "split": meta["split"], "videos": meta["videos"]}
 
 
 @contextlib.contextmanager

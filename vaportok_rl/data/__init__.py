@@ -27,11 +27,16 @@ __all__ = [
     "VideoFolder",
     "write_video",
     "load_videos",
+    "heldout_videos",
     "SOURCES",
+    "HELDOUT_SEED",
 ]
 
 SOURCES = ("synthetic", "textures", "mixed")
 """The procedural sources (anything else is a folder of video files)."""
+
+HELDOUT_SEED = 1_000_003
+"""Seed of the held-out videos every judge uses (``eval``, ``tokenizer-report``); training draws other seeds."""
 
 
 def load_videos(
@@ -78,3 +83,33 @@ def load_videos(
     if num_videos == 0:
         return torch.empty(0, clips_per_video, 3, frames, size, size)
     return torch.stack([dataset[i] for i in range(num_videos)])
+
+
+def heldout_videos(
+    data: str | os.PathLike,
+    *,
+    frames: int,
+    size: int,
+    videos: int = 32,
+    clips_per_video: int = 4,
+    seed: int = HELDOUT_SEED,
+) -> tuple[torch.Tensor, dict]:
+    """The held-out set of ``vaportok-rl eval`` and ``tokenizer-report``: ``videos`` videos of ``clips_per_video``
+    clips → ``([B, L, 3, T, H, W], meta)``. Textures (and the texture half of "mixed") come from the test images,
+    never seen in training; a folder gives its first ``videos`` files (fewer if it holds fewer). ``meta`` holds
+    ``data``, ``split``, ``videos`` and ``seed``. Raises ValueError naming ``data`` when it is neither a source nor
+    a readable folder."""
+    split = "test" if str(data) in ("textures", "mixed") else "all"
+    if str(data) not in SOURCES:
+        if not Path(data).is_dir():
+            raise ValueError(f"data: {str(data)!r} is not one of {SOURCES} or an existing folder of videos")
+        split = None
+    try:
+        if split is None:
+            videos = min(videos, len(VideoFolder(data, clips_per_video=clips_per_video, frames=frames, size=size)))
+        clips = load_videos(
+            str(data), videos, clips_per_video, seed=seed, frames=frames, size=size, split=split or "all"
+        )
+    except ValueError as error:
+        raise ValueError(f"data: {error}") from None
+    return clips, {"data": str(data), "split": split, "videos": videos, "seed": seed}

@@ -39,6 +39,8 @@ class PretrainDataConfig:
     """Real-texture clips (pans/zooms over scikit-image photographs, train split) in the pool."""
     seed: int = 0
     """Seed of the training pool (the held-out report set uses other seeds)."""
+    clips_per_video: int = 1
+    """Consecutive clips drawn per video (4 = the clips GRPO and eval see: the scene continues, motion varies)."""
 
     def __post_init__(self) -> None:
         if self.synthetic_clips < 0 or self.texture_clips < 0 or self.synthetic_clips + self.texture_clips < 64:
@@ -46,6 +48,8 @@ class PretrainDataConfig:
                 f"synthetic_clips + texture_clips: expected at least 64 clips, got "
                 f"{self.synthetic_clips} + {self.texture_clips}"
             )
+        if self.clips_per_video < 1:
+            raise ValueError(f"clips_per_video: expected >= 1, got {self.clips_per_video}")
 
 
 @dataclass
@@ -92,6 +96,11 @@ class PretrainOptimConfig:
     """Coefficients per token for the first ``init_first_tokens`` tokens."""
     skip_lr_scale: float = 0.02
     """Learning-rate multiplier of the skip path's parameters (its closed-form start is already good)."""
+    init_whiten: float = 1.0
+    """Skip-path initialisation: how far the detail tokens' coefficients are whitened. 1 = every coefficient at
+    unit scale (each detail token spreads over the whole codebook); a < 1 scales coefficient i by
+    (λ_i / λ_ref)^((1 - a) / 2) below the first detail coefficient's variance λ_ref, so low-variance late tokens
+    gather on few codes (cheaper to predict, as their share of the error is small)."""
     init_scale: float = 0.5
     """Skip-path initialisation: whitened PCA coefficients are scaled by this next to a constant component of
     1, so cosine code selection resolves their magnitude."""
@@ -108,6 +117,8 @@ class PretrainOptimConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"steps/batch_size: expected >= 1 / >= 2, got {self.steps} / {self.batch_size}")
+        if not 0 <= self.init_whiten <= 1:
+            raise ValueError(f"init_whiten: expected an exponent in [0, 1], got {self.init_whiten}")
         if not 0 <= self.full_keep_prob <= 1:
             raise ValueError(f"full_keep_prob: expected a probability in [0, 1], got {self.full_keep_prob}")
 
@@ -145,25 +156,34 @@ class PretrainConfig:
 # ---- pieces ---------------------------------------------------------------------------------------------
 
 
-def build_pool(config: PretrainConfig) -> torch.Tensor:
-    from vaportok_rl.data.synthetic import synthetic_clips
-    from vaportok_rl.data.textures import texture_clips
+def training_clips(data: PretrainDataConfig, *, frames: int, size: int, limit: int | None = None) -> torch.Tensor:
+    """The training pool [N, C, T, H, W]: synthetic clips, then texture clips (train images). ``limit`` keeps a
+    proportional share of each, the first clips of each source (so it is a subset of the full pool)."""
+    from vaportok_rl.data import load_videos
 
-    m, d = config.model, config.data
-    parts = [synthetic_clips(d.synthetic_clips, seed=d.seed, frames=m.frames, size=m.size)]
-    if d.texture_clips:
-        parts.append(texture_clips(d.texture_clips, seed=d.seed, frames=m.frames, size=m.size, split="train"))
+    n_syn, n_tex = data.synthetic_clips, data.texture_clips
+    if limit is not None and limit < n_syn + n_tex:
+        n_syn = round(limit * n_syn / (n_syn + n_tex))
+        n_tex = limit - n_syn
+    L = data.clips_per_video
+    parts = []
+    for source, n in (("synthetic", n_syn), ("textures", n_tex)):
+        if n:
+            videos = load_videos(source, -(-n // L), L, seed=data.seed, frames=frames, size=size, split="train")
+            parts.append(videos.flatten(0, 1)[:n])
     return torch.cat(parts)
 
 
-def heldout_clips(n: int, frames: int, size: int, source: str = "synthetic") -> torch.Tensor:
-    """The fixed held-out set (seed 1_000_003, textures from the test split) used by reports."""
-    from vaportok_rl.data.synthetic import synthetic_clips
-    from vaportok_rl.data.textures import texture_clips
+def build_pool(config: PretrainConfig) -> torch.Tensor:
+    return training_clips(config.data, frames=config.model.frames, size=config.model.size)
 
-    if source == "synthetic":
-        return synthetic_clips(n, seed=1_000_003, frames=frames, size=size)
-    return texture_clips(n, seed=1_000_003, frames=frames, size=size, split="test")
+
+def heldout_clips(n: int, frames: int, size: int, source: str = "synthetic") -> torch.Tensor:
+    """The first ``n`` clips of ``vaportok-rl eval``'s held-out videos of ``source`` (what the report measures)."""
+    from vaportok_rl.data import heldout_videos
+
+    videos, _ = heldout_videos(source, frames=frames, size=size, videos=-(-n // 4), clips_per_video=4)
+    return videos.flatten(0, 1)[:n]
 
 
 @torch.no_grad()
@@ -181,7 +201,9 @@ def fit_patch_basis(model: Tokenizer, clips: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def fit_linear_path(model: Tokenizer, clips: torch.Tensor, per_token: list[int], scale: float) -> float:
+def fit_linear_path(
+    model: Tokenizer, clips: torch.Tensor, per_token: list[int], scale: float, whiten: float = 1.0, first: int = 0
+) -> float:
     """Initialise the skip maps as a clip-level PCA over the patch coefficients, in variance order.
 
     Token j's code vector starts as (scale * a_i, ..., scale * a_{i+m_j-1}, 1, 0, ...) with a_i the whitened
@@ -202,10 +224,13 @@ def fit_linear_path(model: Tokenizer, clips: torch.Tensor, per_token: list[int],
     b_in = torch.zeros(K * c, dtype=torch.float64)
     w_out = torch.zeros(K, c, coef.shape[1], dtype=torch.float64)
     mean = coef.mean(0)
+    # whiten < 1: components below the first detail token's first one shrink with their variance (1 = exactly 1.0)
+    reference = eigvals[sum(per_token[:first])] if first < K else eigvals[0]
+    shrink = (eigvals / reference).clamp_max(1.0) ** ((1.0 - whiten) / 2)
     for i, (j, d) in enumerate(slots):
-        w_in[j * c + d] = scale * eigvecs[:, i] / eigvals[i].sqrt()
+        w_in[j * c + d] = scale * eigvecs[:, i] / eigvals[i].sqrt() * shrink[i]
         b_in[j * c + d] = -w_in[j * c + d] @ mean
-        w_out[j, d] = eigvecs[:, i] * eigvals[i].sqrt() / scale
+        w_out[j, d] = eigvecs[:, i] * eigvals[i].sqrt() / scale / shrink[i]
     b_in[torch.arange(K) * c + torch.tensor(per_token)] = 1.0  # the constant component
     model.skip_in.weight.copy_(w_in.float())
     model.skip_in.bias.copy_(b_in.float())
@@ -312,12 +337,15 @@ class Pretrainer:
         self.step = 0
         self.sc, self.tc = cx.complexity(self.pool)  # [pool]
         self.stats = complexity_stats(self.sc, self.tc)
-        self.variance_kept = fit_patch_basis(self.model, self.pool[:2048])
+        basis_clips = self.pool[:2048]  # the first clips of the pool (synthetic in the shipped recipe)
+        self.variance_kept = fit_patch_basis(self.model, basis_clips)
         o = config.optim
         per_token = [
             o.init_coefs_first if j < o.init_first_tokens else o.init_coefs_per_token for j in range(m.num_latents)
         ]
-        self.pca_variance = fit_linear_path(self.model, self.pool[:2048], per_token, o.init_scale)
+        self.pca_variance = fit_linear_path(
+            self.model, basis_clips, per_token, o.init_scale, o.init_whiten, o.init_first_tokens
+        )
         # The closed-form skip path moves slowly (Adam's ~lr-sized steps would wreck the PCA start in a few
         # dozen steps); the transformers learn at the full rate. Fused: foreach AdamW costs ~7x more here.
         skip = [p for n, p in self.model.named_parameters() if n.startswith("skip_")]
