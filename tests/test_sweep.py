@@ -253,9 +253,10 @@ def test_dry_run_lists_runs_grid_and_seeds(tmp_path, tokenizer_file, capsys):
 def test_the_shipped_recipes_expand(tmp_path):
     recon_gen = load_sweep(ROOT / "recipes" / "sweep_recon_gen.yaml", output_dir=tmp_path)
     order = ("efficiency", "penalty", "diversity", "reconstruction", "generation")
-    weights = [tuple(r.config.rewards[k].weight for k in order) for r in recon_gen.runs]
-    assert weights == [(1, 1, 1, 1, 1), (1, 1, 1, 2, 2), (1, 1, 1, 4, 4), (1, 1, 1, 8, 8)]
-    assert {r.seed for r in recon_gen.runs} == {0} and recon_gen.root == tmp_path
+    weights = {r.name: tuple(r.config.rewards[k].weight for k in order) for r in recon_gen.runs}
+    assert list(weights.values()) == [(1, 1, 1, 1, 1), (1, 1, 1, 2, 2), (1, 1, 1, 4, 4), (1, 1, 1, 8, 8)]
+    assert len(recon_gen.runs) == 12 and {r.seed for r in recon_gen.runs} == {0, 1, 2}  # 4 weightings x 3 seeds
+    assert recon_gen.root == tmp_path
     ablation = load_sweep(ROOT / "recipes" / "ablation_leave_one_out.yaml", output_dir=tmp_path)
     assert len(ablation.runs) == 6  # six reward sets x one seed
     missing = {r.name: [k for k, v in r.config.rewards.items() if v is None] for r in ablation.runs}
