@@ -29,14 +29,19 @@ def report_ks(K: int) -> list[int]:
     return sorted({max(1, K // 16), max(1, K // 8), max(1, K // 4), max(1, K // 2), K})
 
 
-def floor_for(tokenizer: FrozenTokenizer, max_k: int, bits: int = 6, clips: int = FLOOR_CLIPS) -> tuple[PCAFloor, dict]:
-    """The PCA floor fitted on ``clips`` clips of the tokenizer's training distribution: the pool its
-    pretraining recorded (``extra["data"]``), else the default recipe's pool."""
+def training_sample(tokenizer: FrozenTokenizer, clips: int = FLOOR_CLIPS) -> tuple[torch.Tensor, dict]:
+    """``clips`` clips of the tokenizer's training distribution: the pool its pretraining recorded
+    (``extra["data"]``), else the default recipe's pool. Returns the clips and the pool's settings."""
     _, T, H, _ = tokenizer.clip_shape
     recorded = getattr(tokenizer, "extra", {}).get("data")
     data = PretrainDataConfig(**recorded) if recorded else PretrainDataConfig()
-    train = training_clips(data, frames=T, size=H, limit=clips)
-    return fit_pca_floor(train, max_k, bits=bits), {"clips": len(train), "bits": bits, "pool": vars(data).copy()}
+    return training_clips(data, frames=T, size=H, limit=clips), vars(data).copy()
+
+
+def floor_for(tokenizer: FrozenTokenizer, max_k: int, bits: int = 6, clips: int = FLOOR_CLIPS) -> tuple[PCAFloor, dict]:
+    """The PCA floor fitted on :func:`training_sample` (``clips`` clips)."""
+    train, pool = training_sample(tokenizer, clips)
+    return fit_pca_floor(train, max_k, bits=bits), {"clips": len(train), "bits": bits, "pool": pool}
 
 
 @torch.no_grad()
