@@ -59,6 +59,10 @@ def test_config_errors_name_the_key():
         load_config(PretrainConfig, None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="model.size"):
         load_config(PretrainConfig, None, ["model.size=30"])
+    with pytest.raises(ConfigError, match="init_whiten"):
+        load_config(PretrainConfig, None, ["optim.init_whiten=2"])
+    with pytest.raises(ConfigError, match="clips_per_video"):
+        load_config(PretrainConfig, None, ["data.clips_per_video=0"])
 
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
@@ -114,3 +118,27 @@ def test_the_pretrain_command_alone_is_deterministic_run_to_run(tmp_path, capsys
     recipe = ROOT / "recipes" / "pretrain_tiny.yaml"
     other = load_config(PretrainConfig, recipe, [*TINY, "seed=1", f"log.output_dir={tmp_path / 'seed1'}"])
     assert run_pretrain(other, progress=False).model.fingerprint != prints[0]  # and the seed matters
+
+
+def test_whitening_exponent_shrinks_late_codes_and_keeps_the_linear_path_exact(tmp_path):
+    """optim.init_whiten < 1 scales the detail tokens' coefficients down with their variance; the decoder's
+    skip map scales them back, so continuous codes still reconstruct what the whitened start does."""
+    from vaportok_rl.tokenizer.pretrain import fit_linear_path, fit_patch_basis
+
+    config = tiny_config(tmp_path, "w")
+    clips = torch.rand(40, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    codes, recs = {}, {}
+    for whiten in (1.0, 0.5):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            trainer = Pretrainer(config, pool=clips, evalset=clips[:4])
+        model = trainer.model
+        fit_patch_basis(model, clips)
+        fit_linear_path(model, clips, [1] * 2 + [3] * 6, 0.5, whiten=whiten, first=2)
+        with torch.no_grad():
+            u = model.encode_continuous(clips)  # [N, K, c]
+            recs[whiten] = model.decode_train(model.post_quant(u), torch.full((40,), 8))
+        codes[whiten] = u[..., :3].norm(dim=-1).mean(0)  # [K] coefficient size per token
+    assert torch.allclose(recs[1.0], recs[0.5], atol=1e-4)
+    assert torch.allclose(codes[0.5][:2], codes[1.0][:2], rtol=1e-4)  # the coarse tokens stay whitened
+    assert (codes[0.5][2:] < codes[1.0][2:]).all()  # the detail tokens shrink
