@@ -142,3 +142,17 @@ def test_whitening_exponent_shrinks_late_codes_and_keeps_the_linear_path_exact(t
     assert torch.allclose(recs[1.0], recs[0.5], atol=1e-4)
     assert torch.allclose(codes[0.5][:2], codes[1.0][:2], rtol=1e-4)  # the coarse tokens stay whitened
     assert (codes[0.5][2:] < codes[1.0][2:]).all()  # the detail tokens shrink
+
+
+@pytest.mark.parametrize("prior_weight", [0.1, 0.0])
+def test_prior_shapes_encoder_sends_the_prior_gradient_into_the_encoder(tmp_path, prior_weight):
+    """optim.prior_shapes_encoder (LARP): the prior's cross-entropy changes the encoder's update; without a prior
+    loss the switch changes nothing."""
+    encoders = {}
+    for shapes in (False, True):
+        config = tiny_config(tmp_path, f"p{shapes}", "optim.quant_warmup_steps=0", f"optim.prior_weight={prior_weight}",
+                             f"optim.prior_shapes_encoder={str(shapes).lower()}")  # fmt: skip
+        trainer = Pretrainer(config)
+        trainer.train_step()
+        encoders[shapes] = trainer.model.pre_quant.weight.detach().clone()  # the encoder's (zero-started) output map
+    assert torch.equal(encoders[False], encoders[True]) == (prior_weight == 0.0)

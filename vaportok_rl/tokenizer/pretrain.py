@@ -77,7 +77,10 @@ class PretrainOptimConfig:
     commit_weight: float = 0.25
     """Weight of the VQ commitment + codebook loss."""
     prior_weight: float = 0.1
-    """Weight of the AR-prior cross-entropy (the prior reads detached latents)."""
+    """Weight of the AR-prior cross-entropy."""
+    prior_shapes_encoder: bool = False
+    """Let the prior's cross-entropy reach the encoder through the straight-through latents, as LARP does, so the
+    encoder learns codes the prior can predict; False trains the prior on detached latents."""
     head_weight: float = 0.1
     """Weight of KL(P || Gaussian prior) for the taildrop head (reads detached latents)."""
     head_sigma: float = 0.12
@@ -384,7 +387,8 @@ class Pretrainer:
         loss_rec = F.l1_loss(rec, clips) + F.mse_loss(rec, clips)
 
         kept = keep_mask(keep, K)
-        loss_prior = model.prior.loss(latents.detach(), codes, kept) if mix > 0 else rec.new_zeros(())
+        prior_input = latents if cfg.prior_shapes_encoder else latents.detach()
+        loss_prior = model.prior.loss(prior_input, codes, kept) if mix > 0 else rec.new_zeros(())
         log_p = model.head(latents.detach()).log_softmax(-1)  # [N, K]
         prior = gaussian_prior(self.sc[idx], self.tc[idx], self.stats, K, cfg)
         loss_head = (log_p.exp() * (log_p - prior.clamp_min(1e-12).log())).sum(-1).mean()  # KL(P || prior)
