@@ -45,8 +45,9 @@ def main() -> None:
         clips = rearrange(videos, "b l c t h w -> (b l) c t h w").flatten(1)
         row = {"floor": [round(v, 2) for v in floor.psnr(clips, ks).values()]}
         for m in (1, 2, 4, 8):
-            row[f"pca x{m}"] = [round(full.psnr(clips, [min(k * m, full.basis.shape[1])], quantize=False)[
-                min(k * m, full.basis.shape[1])], 2) for k in ks]  # fmt: skip
+            coefs = [min(k * m, full.basis.shape[1]) for k in ks]
+            values = full.psnr(clips, coefs, quantize=False)  # {coefficients: dB}
+            row[f"pca x{m}"] = [round(values[q], 2) for q in coefs]
         out["sets"][name] = row
         print(f"\n{name} ({len(clips)} held-out clips)      " + " ".join(f"{'k=' + str(k):>7}" for k in ks))
         for key, values in row.items():

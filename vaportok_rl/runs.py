@@ -45,7 +45,6 @@ from vaportok_rl.tokenizer.head import (
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_HEAD_DIR",
-    "unwritable_reason",
     "DISTILLED_HEAD_DIR",
     "METRICS_FILE",
     "TrainedRun",
@@ -54,6 +53,7 @@ __all__ = [
     "read_metrics_lines",
     "read_run",
     "save_head",
+    "unwritable_reason",
 ]
 
 RUN_HEAD = "head.safetensors"
@@ -67,6 +67,8 @@ DISTILLED_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_distille
 """The oracle-distilled head shipped in the package (``vaportok-rl distill recipes/distill_default.yaml``): the
 supervised reference, and where ``recipes/grpo_default.yaml`` starts GRPO."""
 SHIPPED_HEADS = ("default", "distilled")
+"""Head specs that name a head in the package; their folders are read from the two constants above at call time
+(a dict would freeze them at import, and tests point them elsewhere)."""
 
 
 # =============================================================================================== checkpoints

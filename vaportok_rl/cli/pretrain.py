@@ -34,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaportok-rl pretrain: {err}", file=sys.stderr)
         return 2
     trainer = run_pretrain(config, resume=args.resume, progress=not args.no_progress)
-    from vaportok_rl.config import to_dict
-
-    extra = {**trainer.stats, "data": to_dict(config.data)}  # the report fits its PCA floor on the same pool
-    path = save_tokenizer(trainer.model, Path(config.log.output_dir) / "tokenizer.safetensors", extra=extra)
+    path = save_tokenizer(
+        trainer.model, Path(config.log.output_dir) / "tokenizer.safetensors", extra=trainer.tokenizer_metadata()
+    )
     print(f"wrote {path} (fingerprint {trainer.model.fingerprint[:16]})")
     return 0

@@ -99,13 +99,12 @@ def heldout_videos(
     never seen in training; a folder gives its first ``videos`` files (fewer if it holds fewer). ``meta`` holds
     ``data``, ``split``, ``videos`` and ``seed``. Raises ValueError naming ``data`` when it is neither a source nor
     a readable folder."""
-    split = "test" if str(data) in ("textures", "mixed") else "all"
-    if str(data) not in SOURCES:
-        if not Path(data).is_dir():
-            raise ValueError(f"data: {str(data)!r} is not one of {SOURCES} or an existing folder of videos")
-        split = None
+    folder = str(data) not in SOURCES
+    if folder and not Path(data).is_dir():
+        raise ValueError(f"data: {str(data)!r} is not one of {SOURCES} or an existing folder of videos")
+    split = None if folder else "test" if str(data) in ("textures", "mixed") else "all"
     try:
-        if split is None:
+        if folder:
             videos = min(videos, len(VideoFolder(data, clips_per_video=clips_per_video, frames=frames, size=size)))
         clips = load_videos(
             str(data), videos, clips_per_video, seed=seed, frames=frames, size=size, split=split or "all"

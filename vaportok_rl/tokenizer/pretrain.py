@@ -446,6 +446,13 @@ class Pretrainer:
         self.model.vq.codebook[dead] = u[pick] + jitter
         self.code_last_used[dead] = self.step
 
+    def tokenizer_metadata(self) -> dict:
+        """What the tokenizer file records beside its weights: the complexity statistics the head's prior was
+        centred with, and the training pool (tokenizer-report fits its PCA floor on the same pool)."""
+        from vaportok_rl.config import to_dict
+
+        return {**self.stats, "data": to_dict(self.config.data)}
+
     # checkpoints -------------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         from vaportok_rl.config import to_dict
