@@ -17,6 +17,7 @@ class TokenCost(Reward):
     """Minus the kept tokens per clip decision ([B, G, L]); weight it by a price in reward units per token."""
 
     name = "token_cost"
+    price_per_token = 1.0  # it charges one reward unit per kept token: its weight is the run's price
 
     def __call__(self, rollout: Rollout) -> Tensor:
         return -rollout.keep.float()  # [B, G, L]

@@ -6,7 +6,7 @@ share of the PSNR oracle's savings, at its own budget and along its price-knob c
 
 Writes ``results.json`` (every seed's numbers), ``table.md`` and ``curves.png`` into ``--out``. Runs that already
 hold a head are reused, so a killed ablation resumes where it stopped; the held-out PSNR tables (every clip at
-every k, decoded once) are cached in the recipe's ``output_dir``.
+every k, decoded once) come from the reward-table cache ($VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables).
 """
 
 from __future__ import annotations
@@ -21,43 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from vaportok_rl.config import load_yaml
-from vaportok_rl.data import load_videos
-from vaportok_rl.distill import psnr_table
 from vaportok_rl.evaluation import HELDOUT_SEED
-from vaportok_rl.rate_quality import head_logits, rate_quality
+from vaportok_rl.judge import HELDOUT_SETS, heldout_quality, judge_head
+from vaportok_rl.rate_quality import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer import load_tokenizer_spec
 
-SETS = {"synthetic": "all", "textures": "test"}  # held-out split per source, as `vaportok-rl eval` uses
+SETS = HELDOUT_SETS  # held-out split per source, as `vaportok-rl eval` uses
 
 
-def heldout_tables(tokenizer, cache: Path, videos: int = 32, clips_per_video: int = 4) -> dict:
-    """{set: (latents [N, K, D], psnr [N, K])} for the eval's held-out sets, cached in ``cache``."""
-    key = f"{tokenizer.fingerprint}/{videos}x{clips_per_video}/{HELDOUT_SEED}"
-    if cache.is_file():
-        with safe_open(str(cache), "pt") as f:
-            if (f.metadata() or {}).get("key") == key:
-                return {s: (f.get_tensor(f"{s}/latents"), f.get_tensor(f"{s}/psnr").double()) for s in SETS}
-    C, T, H, W = tokenizer.clip_shape
-    out, tensors = {}, {}
-    for source, split in SETS.items():
-        t0 = time.perf_counter()
-        clips = load_videos(source, videos, clips_per_video, seed=HELDOUT_SEED, frames=T, size=H, split=split)
-        clips = clips.flatten(0, 1)
-        with torch.no_grad():
-            encoded = tokenizer.encode(clips)
-            psnr = psnr_table(tokenizer, encoded, clips)
-        out[source] = (encoded.latents, psnr)
-        tensors.update({f"{source}/latents": encoded.latents.contiguous(), f"{source}/psnr": psnr.float()})
-        print(f"held-out {source}: {len(clips)} clips x {tokenizer.num_latents} k in {time.perf_counter() - t0:.0f} s")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(cache) + ".tmp", metadata={"key": key})
-    Path(str(cache) + ".tmp").replace(cache)
-    return {s: (lat, q.double()) for s, (lat, q) in out.items()}
+def heldout_tables(tokenizer) -> dict:
+    """{set: (latents [N, K, D], psnr [N, K])} for the eval's held-out sets (every clip at every k, in the cache)."""
+    return {source: heldout_quality(tokenizer, source) for source in SETS}
 
 
 def run_folder(root: Path, variant: str, seed: int) -> Path:
@@ -88,15 +65,12 @@ def ensure_run(v: dict, root: Path, seed: int) -> str:
 def judge(head, tables: dict, budgets: list[float]) -> dict:
     out = {}
     for source, (latents, psnr) in tables.items():
-        logits = head_logits(head, latents)
-        keep = (logits.argmax(-1) + 1).numpy()
-        rq = rate_quality(psnr.numpy(), budgets, head_logits=logits, own={"head": keep}, search=False)
-        own = rq["own"]["head"]
+        j = judge_head(head_logits(head, latents), psnr, budgets)
         out[source] = {
-            "own": {k: own[k] for k in ("tokens", "psnr", "tokens_saved", "oracle_saved", "oracle_share")},
-            "curve": [p["tokens_saved"] for p in rq["curves"]["head"]],
-            "curve_share": [p["oracle_share"] for p in rq["curves"]["head"]],
-            "oracle_curve": [p["tokens_saved"] for p in rq["curves"]["oracle"]],
+            "own": {k: j["own"][k] for k in ("tokens", "psnr", "tokens_saved", "oracle_saved", "oracle_share")},
+            "curve": [p["tokens_saved"] for p in j["curve"]],
+            "curve_share": [p["oracle_share"] for p in j["curve"]],
+            "oracle_curve": [p["tokens_saved"] for p in j["oracle_curve"]],
         }
     return out
 
@@ -185,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)  # checked before any work
     torch.set_flush_denormal(True)
     tokenizer = load_tokenizer_spec(spec.get("tokenizer", "default"))
-    tables = heldout_tables(tokenizer, root / "heldout_tables.safetensors")
+    tables = heldout_tables(tokenizer)
     results: dict = {}
     for v in spec["variants"]:
         if args.only is not None and v["name"] not in args.only:

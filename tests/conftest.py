@@ -91,6 +91,8 @@ def _run_in_tmp_path(tmp_path, monkeypatch):
     runs/ or any other folder of the directory pytest was started from. Repository files are reached through
     ``ROOT`` (absolute)."""
     monkeypatch.chdir(tmp_path)
+    # reward tables are cached per test, never in the user's ~/.cache (nor shared between tests)
+    monkeypatch.setenv("VAPORTOK_RL_CACHE", str(tmp_path / ".table-cache"))
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

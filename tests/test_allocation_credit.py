@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from vaportok_rl.budget import keep_at_price, keep_for_budget
-from vaportok_rl.distill import DistillConfig, distill_head, hard_oracle_keep, oracle_targets
 from vaportok_rl.grpo import compute_advantages, grpo_loss
+from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rollout import decode_paths, encode_videos
 from vaportok_rl.savings import fixed_tokens_for, oracle_keep, savings_record, tokens_saved
 from vaportok_rl.search import search_for_budget, search_keep
+from vaportok_rl.target_fit import TargetFit, price_targets
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 
 # ---------------------------------------------------------------------------------------- decision credit
@@ -192,30 +193,50 @@ def two_kinds_of_clips() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Tail
     return kind, latents, k, head
 
 
-def test_distilled_head_learns_the_oracle_choice():
+def fit(head: TaildropHead, latents, utility, price, temperature, knob_prices=(), steps=150) -> list[float]:
+    """The enumerated-groups fit the trainer runs (TargetFit.loss), on a hand-made utility table; one clip a video."""
+    targets, tilts = price_targets(utility, price, knob_prices, temperature)
+    table = TargetFit(
+        latents, utility.float(), targets, tilts, clips_per_video=1, videos_per_step=32, seed=0, decodes=0
+    )
+    policy, losses = TaildropPolicy(head), []
+    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=0.01)
+    for step in range(steps):
+        loss, _ = table.loss(policy, step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def hard_oracle_keep(quality, price: float) -> np.ndarray:
+    """The oracle's keep count per clip at a price: argmax_k quality[n, k] - price·k -> [N] in 1..K."""
+    q = np.asarray(quality, dtype=np.float64)
+    return (q - price * np.arange(1, q.shape[-1] + 1)).argmax(-1) + 1
+
+
+def test_enumerated_fit_learns_the_oracle_choice():
     # clip type 0 wants few tokens, type 1 wants many.
-    K, N = K_TOY, N_TOY
+    K = K_TOY
     kind, latents, k, head = two_kinds_of_clips()
     quality = torch.where(kind[:, None] == 0, 20 + 0.01 * k, 20 + 1.0 * k)  # [N, K]
-    config = DistillConfig(price=0.1, temperature=0.1, steps=150, batch=32, lr=3e-3)
-    losses = distill_head(head, latents, quality, config)
+    losses = fit(head, latents, quality - 0.1 * k, price=0.1, temperature=0.1)
     assert losses[-1] < losses[0]
     keep = head(latents).argmax(-1) + 1
     assert (keep[kind == 0] == 1).all() and (keep[kind == 1] == K).all()
-    assert torch.allclose(oracle_targets(quality, 0.1, 0.1).sum(-1), torch.ones(N, dtype=torch.float64))
 
 
-def test_multi_price_distillation_lets_the_knob_reach_other_prices():
+def test_multi_price_fit_lets_the_knob_reach_other_prices():
     # two kinds of clips with different marginal dB per token; the oracle's choice depends on the price.
     kind, latents, k, head = two_kinds_of_clips()
     # concave piecewise-linear PSNR: kind 0 gains 0.3 dB/token up to k = 3, kind 1 1.5 dB/token up to k = 6, then
     # both 0.1 dB/token: the oracle keeps (3, 6) at 0.2 dB/token, (1, 6) at 1.0, (8, 8) at 0.0
     knee, slope = torch.where(kind == 0, 3, 6)[:, None], torch.where(kind == 0, 0.3, 1.5).double()[:, None]
     quality = 20 + slope * torch.minimum(k, knee) + 0.1 * (k - knee).clamp(min=0)  # [N, K]
-    config = DistillConfig(price=0.2, temperature=0.05, knob_prices=[0.0, 1.0], steps=300, batch=32, lr=3e-3)
-    distill_head(head, latents, quality, config)
+    fit(head, latents, quality - 0.2 * k, price=0.2, temperature=0.05, knob_prices=[0.0, 1.0], steps=300)
     with torch.no_grad():
         logits = head(latents)
     for price in (0.0, 0.2, 1.0):  # the knob tilt for price p is (p - λ) / temperature per token
-        knob = keep_at_price(logits, (price - config.price) / config.temperature).numpy()
-        assert (knob == hard_oracle_keep(quality, price)).all(), price
+        knob = keep_at_price(logits, (price - 0.2) / 0.05)
+        assert (knob.numpy() == hard_oracle_keep(quality, price)).all(), price

@@ -66,7 +66,7 @@ def test_policy_init_errors_name_the_key(tmp_path):
 
 
 def test_distill_cli_names_a_bad_init_before_decoding(tmp_path, capsys):
-    table = tmp_path / "table.safetensors"
+    cache = tmp_path / "cache"
     common = [
         f"tokenizer={ROOT / 'tests' / 'conftest.py'}:FakeTokenizer",
         "init=pretrained",
@@ -74,11 +74,11 @@ def test_distill_cli_names_a_bad_init_before_decoding(tmp_path, capsys):
         "data.clips_per_video=2",
         "distill.steps=5",
         "distill.batch=4",
-        f"table={table}",
+        f"table_cache={cache}",
     ]
     # the fake tokenizer has no pretrained head: say so, naming the key, before any decoding
     assert distill_cli([*common, f"output_dir={tmp_path / 'a'}", "--no-progress"]) == 2
-    assert "init" in capsys.readouterr().err and not table.exists()
+    assert "init" in capsys.readouterr().err and not cache.exists()
 
 
 def test_distill_run_folder_loads_as_a_head(tmp_path, tiny_tokenizer_file):
@@ -94,15 +94,21 @@ def test_distill_run_folder_loads_as_a_head(tmp_path, tiny_tokenizer_file):
             "distill.steps=4",
             "distill.batch=4",
             f"output_dir={tmp_path / 'd'}",
+            f"table_cache={tmp_path / 'cache'}",
             "distill.knob_prices=[0.01]",
         ],
     )
     summary = run_distill(recipe, tokenizer=tokenizer, progress=False)
-    assert summary["clips"] == 4 and (tmp_path / "d" / "table.safetensors").is_file()
+    assert summary["table"]["decodes"] > 0 and list((tmp_path / "cache").glob("table-*.safetensors"))
     head = load_head(tmp_path / "d", tokenizer)
     assert head.config.num_latents == tokenizer.num_latents
-    again = run_distill(recipe, tokenizer=tokenizer, progress=False)  # the table is reused, not decoded again
-    assert again["table_seconds"] < summary["table_seconds"] and again["loss_last"] == summary["loss_last"]
+    # distill is enumerated groups with psnr and token_cost: one learning path, its config says so
+    config = load_train_config(tmp_path / "d" / "config.yaml")
+    assert config.grpo.groups == "enumerated" and set(config.rewards) == {"psnr", "token_cost"}
+    recipe.output_dir = str(tmp_path / "again")
+    again = run_distill(recipe, tokenizer=tokenizer, progress=False)  # the tables are reused, nothing decoded
+    assert again["table"]["decodes"] == 0
+    assert again["last_train"]["loss"] == summary["last_train"]["loss"]
 
 
 def test_shipped_recipes_parse():

@@ -233,7 +233,7 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     assert set(rq) == {"budgets", "curves", "own", "fixed"} and rq["budgets"] == sweep["budgets"]
     assert set(rq["curves"]) == {"fixed", "oracle", "head", "search"} | set(at["allocators"])
     for curve in rq["curves"].values():
-        assert len(curve) == 8 and all(set(p) == set(CURVE_KEYS) for p in curve)
+        assert len(curve) == 8 and all(set(p) == {*CURVE_KEYS, "psnr"} for p in curve)
     # the yardstick never beats itself (0 where its curve rises; < 0 where a smaller k already reached that PSNR)
     assert all(p["tokens_saved"] <= 1e-9 for p in rq["curves"]["fixed"])
     assert all(p["tokens_saved"] >= -1e-9 for p in rq["curves"]["oracle"])  # and the oracle never loses to it
@@ -355,3 +355,57 @@ def test_eval_budgets_option_sets_the_sweep_and_is_checked(tiny_path, tmp_path, 
     assert [len(c) for c in report["rate_quality"]["curves"].values()] == [2] * len(report["rate_quality"]["curves"])
     rc, _, stderr = run_cli([*base, "--budgets", 2, 99], capsys)
     assert rc == 2 and "--budgets" in stderr and "99" in stderr and "Traceback" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------- --measure
+PRICED = '''
+import torch
+from vaportok_rl.rewards import Reward
+
+
+class PricedPSNR(Reward):
+    """PSNR with a price folded in and declared: the measure it stands for is PSNR itself."""
+
+    name = "priced_psnr"
+    needs = frozenset({"reconstructions"})
+    price_per_token = 0.5
+
+    def __call__(self, rollout):
+        mse = (rollout.reconstructions.clamp(0, 1) - rollout.videos.unsqueeze(1)).pow(2).flatten(3).mean(-1)
+        return -10 * torch.log10(mse.clamp(min=1e-10)) - self.price_per_token * rollout.keep.float()
+'''
+
+
+def test_eval_judges_by_a_measure_with_its_price_kept_apart(tiny_path, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "priced_psnr.py").write_text(PRICED)
+    base = ["--tokenizer", tiny_path, "--head", "pretrained", "--data", "synthetic", "--allocator", "bithr"]
+    base += ["--videos", 2, "--clips-per-video", 2, "--no-lpips", "--budgets", 3, 6]
+    rc, stdout, stderr = run_cli([*base, "--measure", "priced_psnr", "--plugin-path", plugins, "--json"], capsys)
+    assert rc == 0, stderr
+    report = json.loads(stdout)
+    judged, psnr = report["measure"], report["rate_quality"]
+    assert judged["measure"] == "priced_psnr"
+    # value + price·k is PSNR: Fixed's curve, the oracle and every saving equal the PSNR report's
+    assert judged["fixed"]["quality"] == pytest.approx(psnr["fixed"]["psnr"], abs=1e-4)
+    for name in ("head", "oracle", "bithr"):
+        got = [p["tokens_saved"] for p in judged["curves"][name]]
+        assert got == pytest.approx([p["tokens_saved"] for p in psnr["curves"][name]], abs=1e-6), name
+    # another measure ranks differently, and the side-by-side table names both
+    rc, stdout, stderr = run_cli([*base, "--measure", "mse", "--out", tmp_path / "mse"], capsys)
+    assert rc == 0, stderr
+    assert "equal mean MSE" in stdout and "the head under mse and under PSNR" in stdout
+    mse = json.loads((tmp_path / "mse" / "eval.json").read_text())["measure"]
+    assert mse["measure"] == "mse" and all(-1 < q < 0 for q in mse["fixed"]["quality"])  # minus MSE, clips in [0, 1]
+
+
+@pytest.mark.parametrize(
+    "measure, needles",
+    [("nosuch", ["--measure nosuch", "nosuch.py"]), ("reconstruction", ["--measure reconstruction", "[B, G, L]"])],
+)
+def test_eval_measure_errors_are_one_line(tiny_path, tmp_path, capsys, measure, needles):
+    base = ["--tokenizer", tiny_path, "--head", "pretrained", "--data", "synthetic", "--allocator", "bithr"]
+    rc, stdout, stderr = run_cli([*base, "--videos", 2, "--clips-per-video", 2, "--measure", measure], capsys)
+    assert rc == 2 and stdout == "" and "Traceback" not in stderr
+    assert all(n in stderr for n in needles), stderr

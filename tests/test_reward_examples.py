@@ -64,10 +64,11 @@ def test_lpips_reward_matches_the_public_metric(lpips_reward):
         dim=1,
     )  # [B, G=3, L, ...]
     recon = (videos.unsqueeze(1) + noise).clamp(0, 1)
-    value = check_reward_output(lpips_reward, lpips_reward(rollout_of(videos, recon)), 2, 3)
-    assert torch.equal(value[:, 0], torch.zeros(2))  # a perfect reconstruction
+    value = check_reward_output(lpips_reward, lpips_reward(rollout_of(videos, recon)), 2, 3, 2)
+    assert value.shape == (2, 3, 2)  # one value per clip decision: it decomposes over clips
+    assert torch.equal(value[:, 0], torch.zeros(2, 2))  # a perfect reconstruction
     assert (value[:, 0] > value[:, 1]).all() and (value[:, 1] > value[:, 2]).all()  # more noise, lower reward
-    expected = -lpips_video(lpips_reward.metric, recon[1, 2], videos[1]).mean()
+    expected = -lpips_video(lpips_reward.metric, recon[1, 2], videos[1])  # [L]
     torch.testing.assert_close(value[1, 2], expected)
 
 
@@ -76,7 +77,7 @@ def test_lpips_frame_stride_and_kwargs(lpips_reward, tmp_path):
     videos = torch.rand(1, 1, *CLIP_SHAPE, generator=torch.Generator().manual_seed(1))
     recon = (videos.unsqueeze(1) + 0.2).clamp(0, 1)  # [1, 1, 1, ...]
     expected = -lpips_video(lpips_reward.metric, recon[0, 0, :, :, ::2], videos[0, :, :, ::2])
-    torch.testing.assert_close(strided(rollout_of(videos, recon))[0], expected)
+    torch.testing.assert_close(strided(rollout_of(videos, recon))[0, 0], expected)
     with pytest.raises(RewardError, match=r"lpips.*frame_stride: expected a positive integer"):
         load_reward(LPIPS_SPEC, {"frame_stride": 0})
     assert type(strided).__name__ == "LPIPSReward"
@@ -128,7 +129,7 @@ def test_examples_pass_the_output_check_on_a_real_rollout(lpips_reward, policy, 
         generator=generator,
     )
     for reward in rewards:
-        value = check_reward_output(reward, reward(rollout), rollout.B, rollout.G)
+        value = check_reward_output(reward, reward(rollout), rollout.B, rollout.G, rollout.L)
         assert (value <= 0).all()
 
 

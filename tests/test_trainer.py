@@ -323,10 +323,20 @@ def test_wandb_offline(tmp_path, monkeypatch):
     assert "WANDB_MODE" not in os.environ
 
 
-def test_two_processes_train_the_same_head_as_one(tmp_path):
+def torchrun_train(recipe: Path, overrides: list[str], cwd: Path) -> None:
+    """``torchrun --nproc_per_node 2 -m vaportok_rl.cli train RECIPE OVERRIDES`` (skips the test without torchrun)."""
     torchrun = shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not on PATH (it comes with torch); cannot start 2 processes")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vaportok_rl.cli", "train", str(recipe)]
+    result = subprocess.run(
+        [*command, *overrides, "--no-progress"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_processes_train_the_same_head_as_one(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         f"tokenizer: '{FAKE_SPEC}'\n"
@@ -339,27 +349,7 @@ def test_two_processes_train_the_same_head_as_one(tmp_path):
         "policy: {width: 8, layers: 1, heads: 2}\n"
     )
     two, one = tmp_path / "two", tmp_path / "one"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "vaportok_rl.cli",
-            "train",
-            str(recipe),
-            f"log.output_dir={two}",
-            "--no-progress",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun_train(recipe, [f"log.output_dir={two}"], tmp_path)
     assert cli([str(recipe), f"log.output_dir={one}", "--no-progress"]) == 0
 
     heads = [load_file(d / "head.safetensors") for d in (one, two)]

@@ -1,55 +1,37 @@
-"""The supervised reference: distil the oracle's per-clip allocation at a price into the taildrop head.
+"""``vaportok-rl distill``: the head fitted to the per-clip PSNR oracle at a price per token (EVATok-style router).
 
-With every k decoded for a pool of training clips (a full quality table, no sampling noise), the oracle at a
-price λ per token keeps, for each clip, argmax_k PSNR(k) - λ·k. The head is trained towards the Boltzmann
-distribution of that utility (EVATok-style router; the hard oracle k as ``temperature -> 0``)::
-
-    target_p[n, k] = softmax_k((PSNR[n, k] - p·k) / temperature)         quality [N, K] ──► target [N, K]
-    z = head(latents)                                                    [N, K] logits
-    loss = mean over p in {λ} ∪ knob_prices of cross_entropy(z - (p - λ)/temperature · k, target_p)
-
-Soft targets keep the *shape* of each clip's utility in the head's logits (z ≈ (PSNR - λ·k) / temperature + a
-per-clip constant), and fitting the tilted logits at the other ``knob_prices`` too shapes them over the whole
-range of budgets those prices give, so the price knob of :mod:`vaportok_rl.budget` (which tilts z by a price per
-token) moves a distilled head along the oracle's own frontier, not only at λ. This is the upper reference
-for what the head can represent from latents alone; GRPO may start from it.
+Not a second learning path: a distill recipe is a front end for enumerated groups (``grpo.groups: enumerated``
+in :mod:`vaportok_rl.trainer`) with the ``psnr`` and ``token_cost`` plugins, u(k) = PSNR(k) - price·k, β = 0.
+Each clip of the pool is scored on the grid once (cached), and the head is fitted to the Boltzmann targets
+softmax_k(u(k) / temperature) at the recipe's price and at each knob price, so the price knob of
+:mod:`vaportok_rl.budget` moves it along the oracle's own frontier. :func:`distill_config` is the translation;
+the run folder is a training run folder (config.yaml holds the TrainConfig it ran).
 
 Axis letters: N clips, K tokens, D latent width (see docs/design.md).
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import math
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import Tensor
-from tqdm import tqdm
+from vaportok_rl.config import ConfigError, load_config, to_dict
+from vaportok_rl.tokenizer.protocol import FrozenTokenizer
+from vaportok_rl.train_config import (
+    DataConfig,
+    EvalConfig,
+    GRPOConfig,
+    LogConfig,
+    OptimConfig,
+    PolicyConfig,
+    RewardSpec,
+    RolloutConfig,
+    TrainConfig,
+)
+from vaportok_rl.trainer import run_training
 
-from vaportok_rl.config import ConfigError, load_config, save_yaml, to_dict
-from vaportok_rl.tokenizer.head import TaildropHead
-from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
-
-__all__ = [
-    "DistillConfig",
-    "DistillData",
-    "DistillRecipe",
-    "distill_head",
-    "load_distill_recipe",
-    "oracle_targets",
-    "psnr_table",
-    "run_distill",
-]
-
-TABLE_FILE = "table.safetensors"
-"""The decoded training table of a distillation run folder (latents and PSNR at every k), reused on rerun."""
+__all__ = ["DistillConfig", "DistillData", "DistillRecipe", "distill_config", "load_distill_recipe", "run_distill"]
 
 
 @dataclass
@@ -76,83 +58,20 @@ class DistillConfig:
     """Seeds the minibatch order."""
 
     def __post_init__(self) -> None:
-        for name in ("price", "temperature", "lr"):
-            if not float(getattr(self, name)) > 0 and not (name == "price" and getattr(self, name) == 0):
-                raise ValueError(f"distill.{name}: expected a positive number, got {getattr(self, name)!r}")
+        for name in ("price", "temperature", "lr", "weight_decay"):
+            value = getattr(self, name)
+            ok = math.isfinite(value) and (value >= 0 if name in ("price", "weight_decay") else value > 0)
+            if not ok:
+                raise ValueError(
+                    f"distill.{name}: expected a finite number > 0 (>= 0 for price, weight_decay), got {value!r}"
+                )
         for name in ("steps", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"distill.{name}: expected a positive integer, got {value!r}")
         for p in self.knob_prices:
-            if not p >= 0:
+            if not (math.isfinite(p) and p >= 0):
                 raise ValueError(f"distill.knob_prices: expected prices >= 0 (dB per token), got {p!r}")
-
-
-@torch.no_grad()
-def psnr_table(tokenizer: FrozenTokenizer, encoded: Encoded, clips: Tensor, *, chunk: int = 16) -> Tensor:
-    """PSNR (dB) of every clip at every keep count: [N, K]; N·K decodes in calls of ``chunk`` clips."""
-    N, K = len(encoded), tokenizer.num_latents
-    out = torch.empty(N, K, dtype=torch.float64)
-    rows = torch.arange(N).repeat_interleave(K)  # [N·K], clip-major
-    keep = torch.arange(1, K + 1).repeat(N)  # [N·K]
-    for i in range(0, N * K, chunk):
-        r, k = rows[i : i + chunk], keep[i : i + chunk]
-        rec = tokenizer.decode(encoded.latents[r.to(encoded.latents.device)], k.to(encoded.latents.device))
-        mse = (rec.float().clamp(0, 1) - clips[r.to(clips.device)].float()).pow(2).flatten(1).mean(1)
-        out[r, k - 1] = (-10.0 * torch.log10(mse.clamp(min=1e-10))).double().cpu()
-    return out
-
-
-def oracle_targets(quality: Tensor, price: float, temperature: float) -> Tensor:
-    """Boltzmann targets [N, K] of the utility quality[n, k] - price·k (k = 1..K) at ``temperature``."""
-    K = quality.shape[-1]
-    k = torch.arange(1, K + 1, dtype=quality.dtype, device=quality.device)
-    return torch.softmax((quality - price * k) / temperature, dim=-1)
-
-
-def distill_head(
-    head: TaildropHead, latents: Tensor, quality: Tensor, config: DistillConfig, *, progress=None
-) -> list[float]:
-    """Fit ``head`` (in place) to the oracle targets of quality [N, K] for latents [N, K, D]; returns the loss
-    per step. ``progress``: an optional callable(step, loss)."""
-    if latents.shape[0] != quality.shape[0] or quality.shape[1] != head.config.num_latents:
-        raise ValueError(
-            f"quality: expected [N, K] = [{latents.shape[0]}, {head.config.num_latents}], got {tuple(quality.shape)}"
-        )
-    prices = [config.price, *(p for p in config.knob_prices if p != config.price)]
-    targets = torch.stack(
-        [oracle_targets(quality.double(), p, config.temperature).float() for p in prices]
-    )  # [P, N, K]
-    k = torch.arange(1, quality.shape[1] + 1, dtype=torch.float32)
-    tilts = torch.tensor([(p - config.price) / config.temperature for p in prices]).unsqueeze(-1) * k  # [P, K]
-    generator = torch.Generator().manual_seed(int(config.seed))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    head.train()
-    N, losses = latents.shape[0], []
-    order, at = torch.randperm(N, generator=generator), 0
-    for step in range(config.steps):
-        if at + config.batch > N:
-            order, at = torch.randperm(N, generator=generator), 0
-        idx = order[at : at + config.batch]
-        at += config.batch
-        logits = head(latents[idx])  # [b, K]
-        tilted = logits.unsqueeze(0) - tilts.unsqueeze(1)  # [P, b, K]: the head's distribution at each price
-        loss = F.cross_entropy(tilted.flatten(0, 1), targets[:, idx].flatten(0, 1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(step, losses[-1])
-    head.eval()
-    return losses
-
-
-def hard_oracle_keep(quality: np.ndarray | Tensor, price: float) -> np.ndarray:
-    """The oracle's keep count per clip at a price: argmax_k quality[n, k] - price·k -> [N] in 1..K."""
-    q = torch.as_tensor(quality, dtype=torch.float64)
-    k = torch.arange(1, q.shape[-1] + 1, dtype=torch.float64)
-    return ((q - price * k).argmax(-1) + 1).numpy()
 
 
 # ------------------------------------------------------------------------------------------------ the recipe
@@ -195,12 +114,24 @@ class DistillRecipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     """The fit."""
     decode_chunk: int = 16
-    """Clips per decoder call when building the table (small chunks are fastest on a CPU)."""
-    table: str | None = None
-    """Where the decoded table is kept; null = <output_dir>/table.safetensors. Runs that differ only in the fit
-    (another seed or price) can share one table: it is reused when made for the same tokenizer and data."""
+    """Clips per decoder call when scoring the grid (small chunks are fastest on a CPU)."""
+    grid_points: int = 16
+    """Keep counts decoded per clip, log-spaced over 1..K (PSNR interpolated in log k between them); 0 = every k.
+    16 points keep the every-k table's savings at 1/8 of its decodes (benchmarks/grid_cost.py)."""
+    table_cache: str | None = None
+    """Folder of cached reward tables; null = $VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables. Runs that differ
+    only in the fit (another seed, price or temperature) decode nothing again."""
     output_dir: str = "runs/distill"
-    """Run folder: head.safetensors + head_config.json (loadable wherever a head is), table.safetensors, summary."""
+    """Run folder: head.safetensors + head_config.json (loadable wherever a head is), config.yaml, metrics,
+    checkpoints, summary."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grid_points, bool) or not isinstance(self.grid_points, int) or self.grid_points < 0:
+            raise ValueError(f"grid_points: expected 0 (every k) or an integer >= 2, got {self.grid_points!r}")
+        if self.grid_points == 1:
+            raise ValueError("grid_points: expected 0 (every k) or an integer >= 2 (the grid holds 1 and K), got 1")
+        if isinstance(self.decode_chunk, bool) or not isinstance(self.decode_chunk, int) or self.decode_chunk < 1:
+            raise ValueError(f"decode_chunk: expected a positive integer, got {self.decode_chunk!r}")
 
 
 def load_distill_recipe(recipe: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DistillRecipe:
@@ -210,103 +141,47 @@ def load_distill_recipe(recipe: str | os.PathLike | None, overrides: list[str] |
     return load_config(DistillRecipe, recipe, list(overrides))
 
 
-def _table_key(recipe: DistillRecipe, fingerprint: str) -> str:
-    return json.dumps({"tokenizer": fingerprint, "data": to_dict(recipe.data)}, sort_keys=True)
-
-
-def training_table(
-    recipe: DistillRecipe, tokenizer: FrozenTokenizer, *, progress: bool = True
-) -> tuple[Tensor, Tensor]:
-    """(latents [N, K, D], PSNR [N, K]) of the recipe's training clips, read from the run folder's table when it
-    was made for the same tokenizer and data, else decoded (N·K decodes) and written there atomically."""
-    from vaportok_rl.data import load_videos
-
-    path = Path(recipe.table) if recipe.table else Path(recipe.output_dir) / TABLE_FILE
-    key = _table_key(recipe, str(tokenizer.fingerprint))
-    if path.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                same = (f.metadata() or {}).get("key") == key
-            if same:
-                tensors = load_file(path)
-                return tensors["latents"], tensors["psnr"].double()
-        except Exception:  # an unreadable table is rebuilt, never trusted
-            pass
-    d = recipe.data
-    C, T, H, W = tokenizer.clip_shape
-    videos = load_videos(d.source, d.videos, d.clips_per_video, seed=d.seed, frames=T, size=H, split=d.split)
-    clips = videos.flatten(0, 1)
-    with torch.no_grad():
-        encoded = tokenizer.encode(clips)
-        N, K = len(clips), tokenizer.num_latents
-        psnr = torch.empty(N, K, dtype=torch.float64)
-        bar = tqdm(total=N, disable=not progress, desc="decode table", unit="clip", dynamic_ncols=True)
-        step = max(1, 256 // K)  # clips per psnr_table call: ~256 decodes, so the bar moves
-        for i in range(0, N, step):
-            part = psnr_table(
-                tokenizer, encoded.index(slice(i, i + step)), clips[i : i + step], chunk=recipe.decode_chunk
-            )
-            psnr[i : i + step] = part
-            bar.update(len(part))
-        bar.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"latents": encoded.latents.contiguous(), "psnr": psnr.float()}, str(tmp), metadata={"key": key})
-    os.replace(tmp, path)
-    return encoded.latents, psnr
-
-
-def run_distill(recipe: DistillRecipe, *, tokenizer: FrozenTokenizer | None = None, progress: bool = True) -> dict:
-    """Build (or reuse) the training table, fit the head to the oracle's targets, write the run folder; returns
-    the summary (also summary.json). The head loads wherever a head spec is taken (``policy.init``, ``eval
-    --head``, ``export``)."""
-    from vaportok_rl.runs import load_head, save_head, unwritable_reason
-    from vaportok_rl.tokenizer import load_tokenizer_spec
-
-    started = time.perf_counter()
-    out = Path(recipe.output_dir)
-    reason = unwritable_reason(out)  # before any decoding
-    if reason is not None:
-        raise ConfigError(f"output_dir {out}: not writable ({reason}); nothing was computed")
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer_spec(recipe.tokenizer)
-    try:
-        head = copy.deepcopy(load_head(recipe.init, tokenizer)).requires_grad_(True)
-    except (ValueError, OSError) as error:
-        raise ConfigError(f"init: {error}") from None
-    t0 = time.perf_counter()
-    latents, psnr = training_table(recipe, tokenizer, progress=progress)
-    table_seconds = time.perf_counter() - t0
-    bar = tqdm(total=recipe.distill.steps, disable=not progress, desc="distill", dynamic_ncols=True)
-
-    def tick(step: int, loss: float) -> None:
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss:.4f}")
-
-    losses = distill_head(head, latents, psnr, recipe.distill, progress=tick)
-    bar.close()
-    keep = hard_oracle_keep(psnr, recipe.distill.price)
-    with torch.no_grad():
-        argmax = (head(latents).argmax(-1) + 1).numpy()
-    summary = {
-        "clips": int(len(latents)),
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "train_oracle_tokens_mean": float(keep.mean()),
-        "train_head_tokens_mean": float(argmax.mean()),
-        "train_head_exact_share": float((argmax == keep).mean()),
-        "table_seconds": table_seconds,
-        "seconds": time.perf_counter() - started,
-    }
-    save_yaml(recipe, out / "config.yaml")
-    save_head(
-        head.eval(),
-        out,
-        tokenizer_fingerprint=str(tokenizer.fingerprint),
-        steps=recipe.distill.steps,
-        config=to_dict(recipe),
+def distill_config(recipe: DistillRecipe) -> TrainConfig:
+    """The enumerated-groups training run a distill recipe stands for."""
+    d, f = recipe.data, recipe.distill
+    if f.batch % d.clips_per_video:
+        raise ConfigError(
+            f"distill.batch: {f.batch} clips do not split into videos of data.clips_per_video={d.clips_per_video}"
+        )
+    return TrainConfig(
+        tokenizer=recipe.tokenizer,
+        seed=f.seed,
+        steps=f.steps,
+        rewards={"psnr": RewardSpec(weight=1.0), "token_cost": RewardSpec(weight=f.price)},
+        table_cache=recipe.table_cache,
+        grpo=GRPOConfig(
+            groups="enumerated",
+            grid_points=recipe.grid_points,
+            target_temperature=f.temperature,
+            knob_prices=list(f.knob_prices),
+            beta=0.0,
+        ),
+        policy=PolicyConfig(init=recipe.init),
+        rollout=RolloutConfig(
+            videos_per_step=f.batch // d.clips_per_video,
+            clips_per_video=d.clips_per_video,
+            decode_chunk=recipe.decode_chunk,
+        ),
+        data=DataConfig(source=d.source, split=d.split, seed=d.seed, videos=d.videos),
+        eval=EvalConfig(num_videos=0),
+        optim=OptimConfig(lr=f.lr, weight_decay=f.weight_decay, max_grad_norm=None),
+        log=LogConfig(output_dir=recipe.output_dir, eval_every=0, checkpoint_every=200),
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+
+
+def run_distill(
+    recipe: DistillRecipe, *, tokenizer: FrozenTokenizer | None = None, progress: bool = True, resume: bool = False
+) -> dict:
+    """Run :func:`distill_config` of the recipe; returns the training summary (also summary.json). The head loads
+    wherever a head spec is taken (``policy.init``, ``eval --head``, ``export``)."""
+    try:
+        config = distill_config(recipe)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    summary = run_training(config, tokenizer=tokenizer, progress=progress, resume=resume)
+    return {**summary, "distill": to_dict(recipe)}

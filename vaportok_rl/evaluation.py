@@ -35,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS, Allocation, allocate
 from vaportok_rl.complexity import complexity
 from vaportok_rl.data import HELDOUT_SEED
-from vaportok_rl.metrics import LPIPS_MIN_SIDE, LPIPSMetric, spearman, ssim
+from vaportok_rl.metrics import LPIPSMetric, lpips_distance, lpips_features, spearman, ssim
 from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.rate_quality import head_logits, rate_quality
 from vaportok_rl.tokenizer.head import TaildropHead
@@ -288,13 +287,11 @@ class CandidateMetrics:
         for i in range(0, len(r), per):
             rows = r[i : i + per]
             uniq, inv = np.unique(rows, return_inverse=True)
-            ref_feats = _lpips_features(module, self.clips[torch.from_numpy(uniq).to(self.clips.device)])
-            rec_feats = _lpips_features(module, rec[i : i + per])
+            ref_feats = lpips_features(module, self.clips[torch.from_numpy(uniq).to(self.clips.device)])
+            rec_feats = lpips_features(module, rec[i : i + per])
             idx = (torch.from_numpy(inv.reshape(-1))[:, None] * T + torch.arange(T)).reshape(-1)  # [m·T]
-            total = 0.0
-            for lin, a, b in zip(module.lins, rec_feats, ref_feats, strict=True):
-                total = total + lin((a - b[idx.to(b.device)]) ** 2).mean(dim=(2, 3))  # [m·T, 1]
-            out.append(total.reshape(len(rows), T).mean(1).double().cpu())
+            distance = lpips_distance(module, rec_feats, [b[idx.to(b.device)] for b in ref_feats])  # [m·T]
+            out.append(distance.reshape(len(rows), T).mean(1).double().cpu())
         return torch.cat(out).numpy()
 
     def gather(self, keep: np.ndarray, lpips: bool) -> dict[str, np.ndarray]:
@@ -309,25 +306,6 @@ class CandidateMetrics:
             "ssim": self.ssim[rows, keep],
             "lpips": self.lpips[rows, keep] if lpips else np.full(len(keep), np.nan),
         }
-
-
-def _lpips_features(module: torch.nn.Module, clips: Tensor) -> list[Tensor]:
-    """Unit-normalised AlexNet features of clips [M, C, T, H, W] in [0, 1] -> per layer [M·T, c, h, w].
-
-    Exactly the front half of ``lpips.LPIPS.forward`` (scaling layer, backbone, channel normalisation) after
-    :func:`vaportok_rl.metrics.lpips_video`'s preprocessing (grey -> RGB, upsampling of small frames)."""
-    from lpips import normalize_tensor
-
-    dev = next(module.parameters()).device
-    c, h, w = clips.shape[1], clips.shape[3], clips.shape[4]
-    if c == 1:
-        clips = clips.expand(-1, 3, -1, -1, -1)
-    frames = rearrange(clips, "m c t h w -> (m t) c h w").to(dev, torch.float32)
-    if min(h, w) < LPIPS_MIN_SIDE:
-        s = LPIPS_MIN_SIDE / min(h, w)
-        size = (max(LPIPS_MIN_SIDE, round(h * s)), max(LPIPS_MIN_SIDE, round(w * s)))
-        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
-    return [normalize_tensor(o) for o in module.net(module.scaling_layer(frames * 2 - 1))]
 
 
 # ================================================================================================ evaluate
@@ -387,6 +365,7 @@ def evaluate(
     full_table: bool = True,
     chunk: int = 256,
     lpips_metric: LPIPSMetric | None = None,
+    measure: tuple[str, np.ndarray] | None = None,
     info: dict | None = None,
     log=None,
 ) -> dict:
@@ -406,8 +385,10 @@ def evaluate(
     headline allocator) and the oracle at each. ``full_table``: decode every clip at every k (N·K decodes) for
     ``report["rate_quality"]`` (:func:`vaportok_rl.rate_quality.rate_quality`): tokens saved against Fixed at
     equal mean PSNR and the share of the PSNR oracle's savings, for the head through its price knob, each
-    allocator, the search chooser and the oracle, at every sweep budget. ``info``: extra ``setup`` entries (data
-    source, ...).
+    allocator, the search chooser and the oracle, at every sweep budget. ``measure``: (name, quality [N, K]), a
+    per-clip quality of every clip at every k (:func:`vaportok_rl.judge.measure_table`): the same comparison under
+    it, as ``report["measure"]`` (Fixed, the oracle, tokens saved and share all under that measure; no search).
+    ``info``: extra ``setup`` entries (data source, ...).
     Returns the report (schema ``vaportok-eval/2``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
     """
     started = time.perf_counter()
@@ -539,6 +520,24 @@ def evaluate(
         t0 = lap("rate_quality", t0)
         say(f"rate–quality on the full table ({N} x {K} pairs)")
 
+    # ---- the same comparison under the measure the head was trained for (its own Fixed curve and oracle)
+    judged = None
+    if measure is not None:
+        name, table = measure
+        table = np.asarray(table, dtype=np.float64)
+        if table.shape != (N, K):
+            raise EvalError(f"measure {name!r}: expected a quality table [N, K] = [{N}, {K}], got {table.shape}")
+        judged = rate_quality(
+            table,
+            budgets,
+            head_logits=head_logits(head, latents, chunk),
+            allocations={n: sweep_keep[n] for n in allocators},
+            own={f"head/{m}": keeps[f"policy/{m}"] for m in modes},
+            search=False,
+            measure=name,
+        )
+        say(f"rate–quality under {name}")
+
     # ---- metrics (LPIPS for every pair any allocation uses, in one pass)
     if lpips:
         every = [*keeps.values(), *at_alloc.values(), grid[oracle_alloc.choice], *other_oracles.values()]
@@ -618,6 +617,7 @@ def evaluate(
             "tokens": {name: k.astype(int).tolist() for name, k in per_clip_tokens.items()},
         },
         "rate_quality": rq,
+        "measure": judged,
         "plots": {},
         "timing_s": {k: timing.get(k, 0.0) for k in TIMING_KEYS},
     }
@@ -777,7 +777,7 @@ def _rate_quality_plot(report: dict, path: Path) -> None:
         for name, points in rq["curves"].items():
             color, marker = _RQ_STYLE.get(name, ("tab:brown", "o"))
             ls = "--" if name == "oracle" else "-"
-            xs, ys = [p["tokens"] for p in points], [p["psnr"] for p in points]
+            xs, ys = [p["tokens"] for p in points], [p["quality"] for p in points]
             left.plot(xs, ys, color=color, marker=marker, ls=ls, lw=1.5, ms=6, label=_rq_label(name))
             right.plot(
                 [p["budget"] for p in points],
@@ -791,8 +791,12 @@ def _rate_quality_plot(report: dict, path: Path) -> None:
             )
         for name, p in rq["own"].items():
             if name.startswith("head/"):
-                left.scatter([p["tokens"]], [p["psnr"]], s=200, marker="*", color="gold", edgecolor="black", zorder=5)
-                left.annotate(name, (p["tokens"], p["psnr"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+                left.scatter(
+                    [p["tokens"]], [p["quality"]], s=200, marker="*", color="gold", edgecolor="black", zorder=5
+                )
+                left.annotate(
+                    name, (p["tokens"], p["quality"]), fontsize=7, xytext=(4, -10), textcoords="offset points"
+                )
         right.axhline(0, color="0.4", lw=0.9)
         best = max(p["tokens_saved"] for p in rq["curves"]["oracle"])
         right.set_ylim(-50, 100 * best + 8)  # choosers far below Fixed leave the frame; the table has every value
@@ -865,17 +869,26 @@ def format_table(report: dict) -> str:
         lines += ["", "head argmax PSNR minus: " + ", ".join(parts)]
     if report.get("rate_quality"):
         lines += ["", format_rate_quality(report["rate_quality"])]
+    if report.get("measure"):
+        lines += ["", format_rate_quality(report["measure"])]
+        if report.get("rate_quality") and "head" in report["measure"]["curves"]:
+            lines += ["", format_side_by_side(report["measure"], report["rate_quality"])]
     if report.get("plots"):
         lines += ["", "plots: " + ", ".join(report["plots"].values())]
     return "\n".join(lines)
 
 
+def _unit(measure: str) -> str:
+    return " dB" if measure == "psnr" else ""
+
+
 def format_rate_quality(rq: dict) -> str:
-    """Markdown: tokens saved vs Fixed at equal mean PSNR (and the share of the oracle's savings) per chooser and
-    budget, then each chooser at its own budget."""
-    budgets = rq["budgets"]
+    """Markdown: tokens saved vs Fixed at equal mean quality (PSNR unless ``rq["measure"]`` says otherwise) and the
+    share of that measure's oracle's savings, per chooser and budget, then each chooser at its own budget."""
+    budgets, measure = rq["budgets"], rq.get("measure", "psnr")
+    unit, name_ = _unit(measure), measure.upper() if measure in ("psnr", "mse", "ssim", "lpips") else measure
     lines = [
-        "tokens saved vs Fixed at equal mean PSNR (share of the PSNR oracle's savings at the same tokens)",
+        f"tokens saved vs Fixed at equal mean {name_} (share of the {name_} oracle's savings at the same tokens)",
         "",
         "| chooser | " + " | ".join(f"budget {b:g}" for b in budgets) + " |",
         "|---|" + "---|" * len(budgets),
@@ -884,20 +897,40 @@ def format_rate_quality(rq: dict) -> str:
         cells = []
         for p in points:
             share = "" if name in ("fixed", "oracle") or p["oracle_share"] is None else f" ({p['oracle_share']:.0%})"
-            cells.append(f"{p['psnr']:.2f} dB @ {p['tokens']:.1f}: {_f(p['tokens_saved'], '+.1%')}{share}")
+            cells.append(f"{p['quality']:.4g}{unit} @ {p['tokens']:.1f}: {_f(p['tokens_saved'], '+.1%')}{share}")
         decodes = f" [{points[0]['decodes_per_clip']:.1f} decodes/clip]" if name == "search" else ""
         lines.append(f"| {_rq_label(name)}{decodes} | " + " | ".join(cells) + " |")
     if rq["own"]:
         lines += [
             "",
-            "| at its own budget | tokens | PSNR dB | saved vs Fixed | oracle saves | share |",
+            f"| at its own budget | tokens | {name_}{unit} | saved vs Fixed | oracle saves | share |",
             "|---|---|---|---|---|---|",
         ]
         for name, p in rq["own"].items():
             lines.append(
-                f"| {name} | {p['tokens']:.2f} | {p['psnr']:.3f} | {_f(p['tokens_saved'], '+.1%')} | "
+                f"| {name} | {p['tokens']:.2f} | {p['quality']:.4g} | {_f(p['tokens_saved'], '+.1%')} | "
                 f"{_f(p['oracle_saved'], '.1%')} | {_f(p['oracle_share'], '.0%')} |"
             )
+    return "\n".join(lines)
+
+
+def format_side_by_side(judged: dict, psnr: dict) -> str:
+    """Markdown: the head (knob curve and own budget) under a measure and under PSNR, side by side."""
+    m = judged["measure"]
+    lines = [
+        f"the head under {m} and under PSNR (tokens saved vs Fixed at equal mean quality; share of each oracle's)",
+        "",
+        f"| head | tokens | saved ({m}) | share ({m}) | saved (PSNR) | share (PSNR) |",
+        "|---|---|---|---|---|---|",
+    ]
+    knob = zip(judged["curves"]["head"], psnr["curves"]["head"], strict=True)
+    pairs = [(f"knob @ {a['budget']:g}", a, b) for a, b in knob]
+    pairs += [(name, judged["own"][name], psnr["own"][name]) for name in judged["own"] if name in psnr["own"]]
+    for name, a, b in pairs:
+        lines.append(
+            f"| {name} | {a['tokens']:.2f} | {_f(a['tokens_saved'], '+.1%')} | {_f(a['oracle_share'], '.0%')} | "
+            f"{_f(b['tokens_saved'], '+.1%')} | {_f(b['oracle_share'], '.0%')} |"
+        )
     return "\n".join(lines)
 
 

@@ -311,6 +311,7 @@ def _eval_for_config(report: dict | None) -> dict | None:
 def model_card(config: dict, name: str = "taildrop-head") -> str:
     """The README.md of an export folder, from its config.json."""
     h, t = config["head"], config.get("training") or {}
+    enumerated = (t.get("grpo") or {}).get("groups") == "enumerated"
     fp = config["tokenizer_fingerprint"]
     tokenizer_spec = t.get("tokenizer")
     lines = [
@@ -319,7 +320,14 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
         "tags: [vaportok-rl, taildrop, adaptive-tokenization, video-tokenizer, grpo]",
         "---",
         "",
-        f"# {name}: " + ("an oracle-distilled taildrop head" if "distill" in t else "a GRPO-tuned taildrop head"),
+        f"# {name}: "
+        + (
+            "an oracle-distilled taildrop head"
+            if "distill" in t
+            else "a taildrop head fitted by enumerated groups"
+            if enumerated
+            else "a GRPO-tuned taildrop head"
+        ),
         "",
         "A *taildrop head* decides how many of a clip's K ordered latent tokens a frozen adaptive 1D video tokenizer "
         "keeps. It reads the clip's quantized latents `[N, K, D]` and returns logits `[N, K]`: index `j` scores "
@@ -329,6 +337,10 @@ def model_card(config: dict, name: str = "taildrop-head") -> str:
             "It was fitted by `vaportok-rl distill` to the per-clip PSNR oracle's choices at a price per token "
             f"(distill settings: {t['distill']}); the tokenizer itself stayed frozen."
             if "distill" in t
+            else "It was fitted by vaportok-rl with enumerated groups (`grpo.groups: enumerated`): every clip of a "
+            "training pool scored by the rewards listed below at a grid of keep counts, and the head fitted to "
+            "each clip's closed-form optimum of GRPO's objective; the tokenizer itself stayed frozen."
+            if enumerated
             else "It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
             "tokenizer itself stayed frozen."
         ),

@@ -15,6 +15,14 @@ broadcast to every clip of their path.
 The loss follows TRL's ``GRPOTrainer`` (decisions play the role of tokens): DAPO's asymmetric clipping
 (``epsilon_low`` / ``epsilon_high``), the k3 KL estimator against a frozen reference policy, and the three
 reductions ``grpo`` / ``dapo`` / ``dr_grpo``. Metric names match TRL's.
+
+*Enumerated groups* (``grpo.groups: enumerated``) replace sampling by scoring every candidate keep count of a clip
+(rewards that decompose over clips). The per-clip objective GRPO optimises in expectation,
+
+    J(π) = E_{k~π}[u(k)] + τ·H(π) - β·KL(π || ref),        u(k) = Σ_i w_i r_i(k)
+
+has a closed-form maximiser, π*(k) ∝ ref(k)^(β/(β+τ)) · exp(u(k)/(β+τ)) (:func:`group_target`), and the head is
+fitted to it by cross-entropy (:func:`target_loss`), at its own price and at the price knob's other prices.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import torch
 from torch import Tensor
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
-__all__ = ["LOSS_TYPES", "compute_advantages", "grpo_loss", "knob_kl"]
+__all__ = ["LOSS_TYPES", "compute_advantages", "group_target", "grpo_loss", "knob_kl", "target_loss"]
 SCALE_REWARDS = ("group", "batch", "none")
 REWARD_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
@@ -246,7 +254,49 @@ def knob_kl(logits: Tensor, ref_logits: Tensor, tilts: Sequence[float]) -> Tenso
             f"{tuple(ref_logits.shape)}"
         )
     k = torch.arange(1, logits.shape[-1] + 1, dtype=logits.dtype, device=logits.device)
-    t = torch.as_tensor(list(tilts), dtype=logits.dtype, device=logits.device)[:, None, None]  # [P, 1, 1]
-    log_pi = torch.log_softmax(logits.unsqueeze(0) - t * k, dim=-1)  # [P, N, K]
-    log_ref = torch.log_softmax(ref_logits.detach().unsqueeze(0) - t * k, dim=-1)  # [P, N, K]
+    t = torch.as_tensor(list(tilts), dtype=logits.dtype, device=logits.device)[:, None, None]  # [M, 1, 1]
+    log_pi = torch.log_softmax(logits.unsqueeze(0) - t * k, dim=-1)  # [M, N, K]
+    log_ref = torch.log_softmax(ref_logits.detach().unsqueeze(0) - t * k, dim=-1)  # [M, N, K]
     return (log_ref.exp() * (log_ref - log_pi)).sum(-1).mean()
+
+
+def group_target(utility: Tensor, temperature: float, ref_logits: Tensor | None = None, beta: float = 0.0) -> Tensor:
+    """The closed-form optimum of the entropy-regularised objective over k, per clip.
+
+    utility [N, K]: u(k) = Σ_i w_i r_i(k) for k = 1..K (every candidate scored); ``temperature`` τ > 0 in reward
+    units; ref_logits [N, K] the reference policy (needed when ``beta`` > 0). Returns π* [N, K], rows summing to 1::
+
+        log π*(k) = (β·log ref(k) + u(k)) / (β + τ) - log Z        (β = 0: softmax(u / τ))
+    """
+    if utility.ndim != 2:
+        raise ValueError(f"utility: expected [N, K], got {tuple(utility.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    if not beta >= 0:
+        raise ValueError(f"beta: expected a non-negative number, got {beta!r}")
+    if beta == 0:
+        return torch.softmax(utility / temperature, dim=-1)  # [N, K]
+    if ref_logits is None or ref_logits.shape != utility.shape:
+        got = None if ref_logits is None else tuple(ref_logits.shape)
+        raise ValueError(f"ref_logits: expected [N, K] = {tuple(utility.shape)} when beta > 0, got {got}")
+    log_ref = torch.log_softmax(ref_logits.to(utility.dtype), dim=-1)  # [N, K]
+    return torch.softmax((beta * log_ref + utility) / (beta + temperature), dim=-1)  # [N, K]
+
+
+def target_loss(logits: Tensor, targets: Tensor, tilts: Tensor) -> Tensor:
+    """Cross-entropy of the head's distribution to the targets at each price of the knob, mean over prices and
+    clips.
+
+    logits [N, K] (the head's, over k = 1..K); targets [M, N, K], the target at price p; tilts [M] in logit units
+    per token, (p - price) / τ: the price knob (:mod:`vaportok_rl.budget`) tilts the logits by t·k, so fitting
+    softmax(logits - t·k) to the target at p makes the knob move the head along the targets' own frontier."""
+    M, N, K = targets.shape
+    if logits.shape != (N, K) or tilts.shape != (M,):
+        raise ValueError(
+            f"target_loss: expected logits [N, K] = {(N, K)} and tilts [M] = ({M},), got {tuple(logits.shape)} "
+            f"and {tuple(tilts.shape)}"
+        )
+    k = torch.arange(1, K + 1, dtype=logits.dtype, device=logits.device)
+    tilted = logits.unsqueeze(0) - tilts.to(logits.dtype)[:, None, None] * k  # [M, N, K]
+    log_pi = torch.log_softmax(tilted, dim=-1)  # [M, N, K]
+    return -(targets.to(logits.dtype) * log_pi).sum(-1).mean()

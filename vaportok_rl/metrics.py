@@ -117,6 +117,34 @@ def lpips_video(
     return torch.cat(out).reshape(n, t).mean(dim=1).to(x.device)
 
 
+def lpips_features(module: torch.nn.Module, clips: torch.Tensor) -> list[torch.Tensor]:
+    """Unit-normalised AlexNet features of clips [M, C, T, H, W] in [0, 1] -> per layer [M·T, c, h, w].
+
+    Exactly the front half of ``lpips.LPIPS.forward`` (scaling layer, backbone, channel normalisation) after
+    :func:`lpips_video`'s preprocessing (grey -> RGB, upsampling of small frames): features of a reference clip
+    computed once can be compared with many reconstructions of it (:func:`lpips_distance`)."""
+    from lpips import normalize_tensor
+
+    dev = next(module.parameters()).device
+    c, h, w = clips.shape[1], clips.shape[3], clips.shape[4]
+    if c == 1:
+        clips = clips.expand(-1, 3, -1, -1, -1)
+    frames = _frames(clips).to(dev, torch.float32)  # [M·T, C, H, W]
+    if min(h, w) < LPIPS_MIN_SIDE:
+        s = LPIPS_MIN_SIDE / min(h, w)
+        size = (max(LPIPS_MIN_SIDE, round(h * s)), max(LPIPS_MIN_SIDE, round(w * s)))
+        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    return [normalize_tensor(o) for o in module.net(module.scaling_layer(frames * 2 - 1))]
+
+
+def lpips_distance(module: torch.nn.Module, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    """Per-frame LPIPS [M·T] between two lists of :func:`lpips_features` (the back half of ``lpips.LPIPS``)."""
+    total = 0.0
+    for lin, fa, fb in zip(module.lins, a, b, strict=True):
+        total = total + lin((fa - fb) ** 2).mean(dim=(2, 3))  # [M·T, 1]
+    return total.reshape(-1)
+
+
 # ------------------------------------------------------------------------------------------ PSNR
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Per-sample PSNR in dB over all but the first axis; MSE clamped at 1e-10 (so identical -> 100 dB

@@ -25,8 +25,8 @@ from vaportok_rl.search import search_for_budget
 
 __all__ = ["CURVE_KEYS", "rate_quality"]
 
-CURVE_KEYS = ("budget", "tokens", "psnr", "tokens_saved", "oracle_saved", "oracle_share", "decodes_per_clip")
-"""The keys of every point of every curve."""
+CURVE_KEYS = ("budget", "tokens", "quality", "tokens_saved", "oracle_saved", "oracle_share", "decodes_per_clip")
+"""The keys of every point of every curve (plus the measure's own name, e.g. "psnr", holding the quality)."""
 
 
 def _point(budget: float, keep: np.ndarray, psnr: np.ndarray, ks: np.ndarray, oracle: np.ndarray, decodes: float):
@@ -34,7 +34,7 @@ def _point(budget: float, keep: np.ndarray, psnr: np.ndarray, ks: np.ndarray, or
     return {
         "budget": float(budget),
         "tokens": rec["tokens"],
-        "psnr": rec["quality"],
+        "quality": rec["quality"],
         "tokens_saved": rec["tokens_saved"],
         "oracle_saved": rec["oracle_saved"],
         "oracle_share": rec["oracle_share"],
@@ -50,8 +50,10 @@ def rate_quality(
     allocations: Mapping[str, Sequence[np.ndarray]] | None = None,
     own: Mapping[str, np.ndarray] | None = None,
     search: bool = True,
+    measure: str = "psnr",
 ) -> dict:
-    """Judge choosers on the full PSNR table psnr [N, K] (column k - 1 = keep k).
+    """Judge choosers on the full table psnr [N, K] (column k - 1 = keep k) of a per-clip quality, higher is better:
+    PSNR by default, or any ``measure`` (named in every point beside ``quality``, and in the result).
 
     ``head_logits`` [N, K]: the head's curve through :func:`~vaportok_rl.budget.keep_for_budget`.
     ``allocations``: other choosers' keep counts, one [N] array per budget. ``own``: allocations judged at
@@ -74,7 +76,7 @@ def rate_quality(
         q = float(np.interp(b, [lo, hi], [fixed_q[lo - 1], fixed_q[hi - 1]])) if hi > lo else float(fixed_q[lo - 1])
         oracle = oracle_keep(psnr, ks, b)
         oracle_point = _point(b, oracle, psnr, ks, oracle, 0.0)
-        fixed_point = dict(oracle_point, tokens=float(b), psnr=q, decodes_per_clip=0.0)
+        fixed_point = dict(oracle_point, tokens=float(b), quality=q, decodes_per_clip=0.0)
         fixed_point["tokens_saved"] = tokens_saved(b, q, fixed_ks, fixed_q)
         saved = oracle_point["oracle_saved"]
         fixed_point["oracle_share"] = fixed_point["tokens_saved"] / saved if saved > 0 else float("nan")
@@ -89,11 +91,14 @@ def rate_quality(
     for name, keeps in (allocations or {}).items():
         curves[name] = [judge(np.asarray(k), b) for b, k in zip(budgets, keeps, strict=True)]
     own_points = {name: judge(np.asarray(k), float(np.mean(k))) for name, k in (own or {}).items()}
+    for point in [*(p for c in curves.values() for p in c), *own_points.values()]:
+        point[measure] = point["quality"]
     return {
+        "measure": measure,
         "budgets": [float(b) for b in budgets],
         "curves": curves,
         "own": own_points,
-        "fixed": {"k": fixed_ks.tolist(), "psnr": fixed_q.tolist()},
+        "fixed": {"k": fixed_ks.tolist(), "quality": fixed_q.tolist(), measure: fixed_q.tolist()},
     }
 
 

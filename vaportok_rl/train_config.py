@@ -112,9 +112,36 @@ class GRPOConfig:
     head from ``vaportok-rl distill`` the tilt of price p is (p - distill.price) / distill.temperature."""
     knob_beta: float = 0.0
     """Weight of the exact KL to the starting head at each of ``knob_tilts`` (0 turns it off)."""
+    groups: Literal["sampled", "enumerated"] = "sampled"
+    """How a video's paths are chosen. "sampled" (the paper's): G keep counts drawn from the head every step.
+    "enumerated": every reward must decompose over clips ([B, G, L]); each clip of a pool of ``data.videos``
+    videos is scored at the keep counts of a log-spaced grid (``grid_points``; the paths of a video are the grid),
+    once, cached on disk, and the head is fitted to each clip's closed-form optimum of GRPO's objective,
+    π*(k) ∝ ref(k)^(β/(β+τ))·exp(u(k)/(β+τ)), u = Σ_i w_i r_i, τ = ``target_temperature``, β = ``beta``
+    (issue 17: far more sample-efficient than sampling k). Steps are then optimiser steps on minibatches of
+    ``rollout.videos_per_step`` pool videos; group_size, num_iterations, epsilon_*, loss_type, scale_rewards,
+    reward_aggregation, credit and knob_tilts are not used."""
+    grid_points: int = 16
+    """Enumerated groups: keep counts scored per clip, log-spaced over 1..K with both ends (rewards that read
+    reconstructions are interpolated in log k between them; the others are scored at every k, at no decode
+    cost); 0 = every k. 16 points keep >= 95 % of the every-k table's savings at 1/8 of its decodes
+    (benchmarks/grid_cost.py)."""
+    target_temperature: float = 0.25
+    """Enumerated groups: τ of the target, in reward units (dB for ``psnr``): keep counts within ~τ of a clip's
+    best utility share the target's mass."""
+    knob_prices: list[float] = field(default_factory=list)
+    """Enumerated groups: other prices per token, in reward units, that the price knob (``vaportok_rl.budget``)
+    should reach; the head's logits tilted by (p - price)/τ per token are fitted to the targets at price p too.
+    The run's own price is Σ_i w_i · (the plugin's ``price_per_token``): 0.1 for psnr + token_cost at 0.1."""
 
     def __post_init__(self) -> None:
         _positive_int("grpo", "group_size", self.group_size)
+        _non_negative_int("grpo", "grid_points", self.grid_points)
+        if self.grid_points == 1:
+            raise ValueError("grpo.grid_points: expected 0 (every k) or an integer >= 2 (it holds 1 and K), got 1")
+        _finite("grpo", "target_temperature", self.target_temperature, low=0, low_open=True)
+        for p in self.knob_prices:
+            _finite("grpo", "knob_prices", p)
         _finite("grpo", "knob_beta", self.knob_beta, low=0)
         for t in self.knob_tilts:
             _finite("grpo", "knob_tilts", t)
@@ -221,8 +248,12 @@ class DataConfig:
     seed: int | None = None
     """Seed of the training videos; null uses the run's seed. Step s draws video i from (seed, s, i) alone, so
     the videos do not depend on how the batch is split over processes, and a resumed run sees the same ones."""
+    videos: int = 256
+    """Enumerated groups only: the pool of training videos (× rollout.clips_per_video clips) scored once at every
+    grid point and reused by every step; sampled groups draw fresh videos every step and ignore it."""
 
     def __post_init__(self) -> None:
+        _positive_int("data", "videos", self.videos)
         if not self.source.strip():
             raise ValueError("data.source: expected 'synthetic', 'textures' or a folder path, got ''")
         if self.seed is not None:
@@ -348,6 +379,9 @@ class TrainConfig:
     plugin_paths: list[str] = field(default_factory=list)
     """Folders searched first for reward plugins given by short name or relative file path (relative folders
     are taken from the working directory)."""
+    table_cache: str | None = None
+    """Enumerated groups: folder of the cached reward tables (one file per reward, tokenizer, pool and grid), so a
+    rerun, a new price or new weights decode nothing; null = $VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     """The GRPO objective."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)

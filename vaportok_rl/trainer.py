@@ -83,6 +83,7 @@ from vaportok_rl.runs import (
     save_head,
     unwritable_reason,
 )
+from vaportok_rl.target_fit import build_target_fit
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
@@ -463,7 +464,10 @@ def run_training(
     o = c.optim
     optimizer = torch.optim.AdamW(policy.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(c))  # stepped by hand, once per update
-    scorer, optimizer = accelerator.prepare(PathScorer(policy, c.rollout.mode), optimizer)
+    if g.groups == "enumerated":  # every process fits the same targets: equal gradients, no DDP needed
+        scorer, optimizer = None, accelerator.prepare(optimizer)
+    else:
+        scorer, optimizer = accelerator.prepare(PathScorer(policy, c.rollout.mode), optimizer)
 
     # ---- resume: head, reference, optimiser, scheduler, RNG states, data position (= the step), eval history
     start, history, scales, wandb_id = 0, [], None, None
@@ -520,69 +524,110 @@ def run_training(
             for old in checkpoint_dirs(output_dir)[: -c.log.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
 
+    rollout_kwargs = dict(
+        group_size=G,
+        mode=c.rollout.mode,
+        needs=needs,
+        decode_chunk=c.rollout.decode_chunk,
+        encode_chunk=c.rollout.encode_chunk,
+    )
+    advantage_kwargs = dict(scale_rewards=g.scale_rewards, reward_aggregation=g.reward_aggregation)
+    loss_kwargs = dict(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
+
+    def update(loss: Tensor, first: bool) -> float:
+        """One AdamW update of the head; returns the gradient norm before clipping."""
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
+        if first:
+            _check_only_head_learns(policy, ref_policy, frozen)
+        grad_norm = accelerator.clip_grad_norm_(policy.parameters(), o.max_grad_norm or math.inf)
+        optimizer.step()
+        scheduler.step()
+        return float(grad_norm)
+
+    def sampled_step(step: int) -> dict[str, float]:
+        # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
+        videos = stream.videos(step, mine).to(device)  # [B/P, L, C, T, H, W]
+        generators = video_generators(c.seed, "sample", step, mine, device)  # video i's paths: (seed, step, i) only
+        with torch.no_grad():
+            rollout = collect_rollout(tokenizer, policy, ref_policy, videos, generator=generators, **rollout_kwargs)
+            # ---- 2. rewards, advantages (per path or decision) of the global batch; this process keeps its rows
+            everyone = gather_rollout(accelerator, rollout)
+            R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
+            advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
+            max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
+            entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
+            leash = bool(g.knob_beta and g.knob_tilts)
+            ref_logits = ref_policy.logits(rollout.encoded.latents) if leash else None  # [B/P·L, K]
+
+        # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
+        sums: dict[str, float] = {}
+        for _ in range(g.num_iterations):
+            logp, logits = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep, leash)  # [B/P, G, L]
+            loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
+            if leash:  # the knob KL: the other operating points stay where the starting head had them
+                kl = knob_kl(logits, ref_logits, g.knob_tilts)
+                loss, metrics = loss + g.knob_beta * kl, {**metrics, "knob_kl": kl.item()}
+            grad_norm = update(loss, step == start)
+            for key, value in {"loss": loss.item(), **metrics, "grad_norm": grad_norm}.items():
+                sums[key] = sums.get(key, 0.0) + value / g.num_iterations
+
+        # ---- 4. metrics (loss metrics averaged over processes)
+        del sums["entropy"]  # grpo_loss's sample estimate; the exact one is logged
+        local = torch.tensor([*sums.values(), entropy.item()], dtype=torch.float64, device=device)
+        averaged = accelerator.reduce(local, "mean").tolist() if world > 1 else local.tolist()
+        return {
+            **reward_metrics(R, weights, labels),
+            "frac_reward_zero_std": _constant_groups(R).float().mean().item(),
+            "tokens/mean": everyone.keep.float().mean().item(),
+            "tokens/std": everyone.keep.float().std().item(),
+            **dict(zip([*sums, "entropy"], averaged, strict=True)),
+        }
+
+    def enumerated_step(step: int) -> dict[str, float]:
+        # every process fits the same minibatch of the same (gathered) pool: the heads stay equal without DDP
+        loss, metrics = fit.loss(policy, step)
+        return {**metrics, "grad_norm": update(loss, step == start)}
+
     step = start
     try:
+        fit = None
+        if g.groups == "enumerated":  # score the pool on the grid (or read it from the cache) before any step
+            bar = tqdm(
+                total=c.data.videos, disable=not (progress and main), desc="reward table", unit="video", leave=False
+            )
+            t_table = time.perf_counter()
+            try:
+                fit = build_target_fit(
+                    c,
+                    tokenizer,
+                    rewards,
+                    ref_policy,
+                    rank=rank,
+                    world=world,
+                    gather=_gatherer(world),
+                    progress=bar.update,
+                )
+            except RewardError as error:  # before any step: nothing was trained
+                bar.close()
+                log.close()
+                raise TrainingError(
+                    f"{error}; scoring the pool (grpo.groups: enumerated), nothing was trained"
+                ) from None
+            bar.close()
+            table = {"clips": len(fit.latents), "decodes": fit.decodes, "seconds": time.perf_counter() - t_table}
         if start == 0:
             evaluate(0)  # the starting head: what the tuned one is compared with
-        rollout_kwargs = dict(
-            group_size=G,
-            mode=c.rollout.mode,
-            needs=needs,
-            decode_chunk=c.rollout.decode_chunk,
-            encode_chunk=c.rollout.encode_chunk,
-        )
-        advantage_kwargs = dict(scale_rewards=g.scale_rewards, reward_aggregation=g.reward_aggregation)
-        loss_kwargs = dict(epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta, loss_type=g.loss_type)
-        bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc="grpo", dynamic_ncols=True)
+        desc = "grpo" if fit is None else "fit (enumerated)"
+        bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc=desc, dynamic_ncols=True)
         train_metrics: dict[str, float] = {}
         for step in range(start, c.steps):
             t0 = time.perf_counter()
-            # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
-            videos = stream.videos(step, mine).to(device)  # [B/P, L, C, T, H, W]
-            generators = video_generators(c.seed, "sample", step, mine, device)  # video i's paths: (seed, step, i) only
-            with torch.no_grad():
-                rollout = collect_rollout(tokenizer, policy, ref_policy, videos, generator=generators, **rollout_kwargs)
-                # ---- 2. rewards, advantages (per path or decision) of the global batch; this process keeps its rows
-                everyone = gather_rollout(accelerator, rollout)
-                R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
-                advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
-                max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
-                entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
-                leash = bool(g.knob_beta and g.knob_tilts)
-                ref_logits = ref_policy.logits(rollout.encoded.latents) if leash else None  # [B/P·L, K]
-
-            # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
             lr = optimizer.param_groups[0]["lr"]
-            sums: dict[str, float] = {}
-            for _ in range(g.num_iterations):
-                logp, logits = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep, leash)  # [B/P, G, L]
-                loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
-                if leash:  # the knob KL: the other operating points stay where the starting head had them
-                    kl = knob_kl(logits, ref_logits, g.knob_tilts)
-                    loss, metrics = loss + g.knob_beta * kl, {**metrics, "knob_kl": kl.item()}
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
-                if step == start:
-                    _check_only_head_learns(policy, ref_policy, frozen)
-                grad_norm = accelerator.clip_grad_norm_(policy.parameters(), o.max_grad_norm or math.inf)
-                optimizer.step()
-                scheduler.step()
-                for key, value in {"loss": loss.item(), **metrics, "grad_norm": float(grad_norm)}.items():
-                    sums[key] = sums.get(key, 0.0) + value / g.num_iterations
+            train_metrics = enumerated_step(step) if fit is not None else sampled_step(step)
+            train_metrics.update(lr=lr, step_time=time.perf_counter() - t0)
 
-            # ---- 4. metrics (loss metrics averaged over processes), evaluation, checkpoint
-            del sums["entropy"]  # grpo_loss's sample estimate; the exact one is logged
-            local = torch.tensor([*sums.values(), entropy.item()], dtype=torch.float64, device=device)
-            averaged = accelerator.reduce(local, "mean").tolist() if world > 1 else local.tolist()
-            train_metrics = {
-                **reward_metrics(R, weights, labels),
-                "frac_reward_zero_std": _constant_groups(R).float().mean().item(),
-                "tokens/mean": everyone.keep.float().mean().item(),
-                "tokens/std": everyone.keep.float().std().item(),
-                **dict(zip([*sums, "entropy"], averaged, strict=True)),
-                "lr": lr,
-                "step_time": time.perf_counter() - t0,
-            }
+            # ---- evaluation, checkpoint
             done = step + 1
             if done % c.log.log_every == 0 or done == c.steps:
                 log.write(done, train_metrics)
@@ -606,6 +651,8 @@ def run_training(
             "final_eval": history[-1] if history else None,
             "seconds": time.perf_counter() - t_start,
         }
+        if fit is not None:  # what the enumerated pool cost this run (0 decodes when the cache had it all)
+            summary["table"] = table
         if history and history[0]["step"] == 0:
             summary["eval_gain"] = {k: history[-1][k] - history[0][k] for k in history[0] if k != "step"}
         if main:
@@ -637,6 +684,19 @@ def run_training(
     log.close()
     accelerator.wait_for_everyone()
     return summary
+
+
+def _gatherer(world: int):
+    """Every process's list of a picklable object, in rank order (the enumerated pool's shares; None alone)."""
+    if world == 1:
+        return None
+
+    def gather(mine: list) -> list[list]:
+        out: list = [None] * world
+        torch.distributed.all_gather_object(out, mine)
+        return out
+
+    return gather
 
 
 def _constant_groups(R: Tensor) -> Tensor:

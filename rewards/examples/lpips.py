@@ -1,9 +1,11 @@
 """LPIPS: how *perceptually* close the truncated reconstructions are, with the shipped LPIPS(AlexNet) backbone.
 
-    r[b, g] = - mean_l LPIPS(decode(z[b, l], k[b, g, l]), x[b, l])
+    r[b, g, l] = - LPIPS(decode(z[b, l], k[b, g, l]), x[b, l])          (one value per clip decision)
 
 LPIPS (Zhang et al., 2018) compares deep AlexNet features of two frames through learned linear heads; it tracks
-human judgements of similarity far better than MSE, which rewards blurry averages. Here it is computed per frame
+human judgements of similarity far better than MSE, which rewards blurry averages. It decomposes over clips, so
+enumerated groups (``grpo.groups: enumerated``) can tabulate it and ``vaportok-rl eval --measure lpips`` judges by it
+(with path credit a path's value is the mean over its clips). Here it is computed per frame
 and averaged over the clip's frames by :func:`vaportok_rl.metrics.lpips_video`, with the ImageNet AlexNet trunk and
 lpips v0.1 heads shipped in the package (nothing is downloaded; frames smaller than 64 px are upsampled first,
 see ``vaportok_rl.metrics.LPIPS_MIN_SIDE``). The reward is minus the distance, in about [-1, 0]; higher is better.
@@ -12,7 +14,8 @@ Pair it with (or use it instead of) the built-in ``reconstruction`` reward when 
 where a viewer would notice: textures and edges rather than flat regions, which MSE over-weights.
 
 Cost: every decision is decoded (``needs = {"reconstructions"}``) and B·G·L·T frames go through AlexNet per
-training step, twice (the reconstruction and, again, the original). ``frame_stride`` scores every n-th frame of
+training step; each original clip's features are computed once and shared by its G reconstructions.
+``frame_stride`` scores every n-th frame of
 each clip only (2 halves the cost, and consecutive frames are highly redundant); ``device`` picks where AlexNet
 runs (default: wherever the reconstructions are).
 
@@ -28,14 +31,15 @@ In a recipe::
 from __future__ import annotations
 
 import torch
+from einops import rearrange, repeat
 from torch import Tensor
 
-from vaportok_rl.metrics import LPIPSMetric
+from vaportok_rl.metrics import LPIPSMetric, lpips_distance, lpips_features
 from vaportok_rl.rewards import Reward, Rollout
 
 
 class LPIPSReward(Reward):
-    """Minus the LPIPS(AlexNet) distance of the truncated reconstruction, mean over frames and clips."""
+    """Minus the LPIPS(AlexNet) distance of the truncated reconstruction per clip (mean over its frames)."""
 
     name = "lpips"
     needs = frozenset({"reconstructions"})
@@ -44,7 +48,7 @@ class LPIPSReward(Reward):
         for key, value in (("frame_stride", frame_stride), ("chunk_frames", chunk_frames)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"lpips.{key}: expected a positive integer, got {value!r}")
-        self.frame_stride = frame_stride
+        self.frame_stride, self.chunk_frames = frame_stride, chunk_frames
         self.follow_inputs = device is None
         # Loaded here, so missing weights or a missing `lpips` package fail when the recipe is loaded.
         self.metric = LPIPSMetric(device or "cpu", chunk_frames=chunk_frames)
@@ -52,12 +56,20 @@ class LPIPSReward(Reward):
     def __call__(self, rollout: Rollout) -> Tensor:
         recon = rollout.reconstructions  # [B, G, L, C, T, H, W]
         B, G, L = recon.shape[:3]
-        target = rollout.videos.unsqueeze(1).expand_as(recon)  # [B, G, L, C, T, H, W], shared by the G paths
         s = self.frame_stride
-        x = recon[..., ::s, :, :].flatten(0, 2).float()  # [B·G·L, C, T', H, W]
-        y = target[..., ::s, :, :].flatten(0, 2).float()
-        if self.follow_inputs and self.metric.device != x.device:
-            self.metric.to(x.device)
+        if self.follow_inputs and self.metric.device != recon.device:
+            self.metric.to(recon.device)
+        module = self.metric.module
+        x = rearrange(recon[..., ::s, :, :], "b g l c t h w -> (b g l) c t h w").float()  # [B·G·L, C, T', H, W]
+        y = rearrange(rollout.videos[..., ::s, :, :], "b l c t h w -> (b l) c t h w").float()  # [B·L, ...]
+        T = x.shape[2]
+        clip = repeat(torch.arange(B * L), "(b l) -> (b g l)", b=B, g=G)  # [B·G·L]: row -> its reference clip
+        per = max(1, self.chunk_frames // T)  # reconstructions per network pass
         with torch.no_grad():
-            distance = self.metric(x, y)  # [B·G·L], on x's device
-        return -distance.view(B, G, L).mean(-1)  # [B, G]
+            reference = lpips_features(module, y)  # once per clip, shared by its G paths: [B·L·T', ...] per layer
+            out = []
+            for i in range(0, len(x), per):
+                frames = (clip[i : i + per, None] * T + torch.arange(T)).flatten().to(reference[0].device)
+                features = lpips_features(module, x[i : i + per])
+                out.append(lpips_distance(module, features, [r[frames] for r in reference]).view(-1, T).mean(-1))
+        return -rearrange(torch.cat(out).to(recon.device), "(b g l) -> b g l", b=B, g=G)  # [B, G, L]

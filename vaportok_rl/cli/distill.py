@@ -1,7 +1,8 @@
 """``vaportok-rl distill RECIPE [key=value ...] [--help-config] [--no-progress]``: the oracle-distilled head.
 
-Decodes every truncation of the recipe's training clips once (kept in the run folder, reused on rerun), fits the
-head to the per-clip PSNR oracle at the recipe's price, writes a run folder any head spec accepts.
+Enumerated groups with the psnr and token_cost plugins: every clip of the recipe's pool is decoded on a grid of keep
+counts once (cached, reused by reruns), the head is fitted to the per-clip PSNR oracle's Boltzmann targets at the
+recipe's price and knob prices, and the run folder loads wherever a head spec is taken.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.add_argument("--help-config", action="store_true", help="list every config key with type, default, doc")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     args = parser.parse_intermixed_args(argv)
     if args.help_config:
         print(describe(DistillRecipe))
@@ -37,17 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"overrides must look like key=value, got {bad}")
     try:
         recipe = load_distill_recipe(args.recipe, args.overrides)
-        summary = run_distill(recipe, progress=not args.no_progress)
+        summary = run_distill(recipe, progress=not args.no_progress, resume=args.resume)
     except (ConfigError, ValueError) as error:
         print(f"vaportok-rl distill: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"vaportok-rl distill: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
+    last = summary["last_train"]
     print(
-        f"{summary['clips']} training clips; oracle {summary['train_oracle_tokens_mean']:.1f} tokens/clip, head "
-        f"{summary['train_head_tokens_mean']:.1f} ({summary['train_head_exact_share']:.0%} exact); "
-        f"loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f}; {summary['seconds']:.0f} s"
+        f"{recipe.data.videos * recipe.data.clips_per_video} pool clips; last minibatch: oracle "
+        f"{last['oracle_tokens/mean']:.1f} tokens/clip, head {last['tokens/mean']:.1f}; loss {last['loss']:.4f}; "
+        f"{summary['seconds']:.0f} s"
     )
     print(f"wrote {Path(recipe.output_dir)}")
     return 0

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS
 from vaportok_rl.data import SOURCES
+from vaportok_rl.enumerated import TableCache, default_cache_dir
 from vaportok_rl.evaluation import (
     HELDOUT_SEED,
     ORACLES,
@@ -25,6 +26,8 @@ from vaportok_rl.evaluation import (
     load_head_spec,
     write_plots,
 )
+from vaportok_rl.judge import load_measure, measure_table
+from vaportok_rl.rewards import RewardError
 from vaportok_rl.runs import unwritable_reason
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
@@ -109,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ORACLES,
         help="oracle solver on the true distortion (fast: ILP fallback if not certified)",
     )
+    p.add_argument(
+        "--measure",
+        default="psnr",
+        help="the per-clip quality to judge by: psnr (default), mse, ssim, lpips, or a reward plugin spec that returns "
+        "[B, G, L] (its declared price_per_token is added back); Fixed, the oracle, tokens saved and share are "
+        "computed under it, beside PSNR",
+    )
+    p.add_argument(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder searched first for a --measure plugin given by short name (repeatable)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--force", action="store_true", help="load a head recorded for another tokenizer")
     return p
@@ -189,9 +206,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"--budgets: expected mean token counts in [1, {tokenizer.num_latents}] (K of this tokenizer), "
                 f"got {bad[0]:g}"
             )
+        measure = _load_measure(args)  # before any work: a bad plugin costs nothing
         videos, info = _load_data(args, tokenizer)
         say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
         info["head"] = args.head
+        table = None
+        if measure is not None:
+            spec, plugin = measure
+            pool = {"heldout": info["data"], "split": info["split"], "seed": args.seed, "videos": int(videos.shape[0])}
+            pool["clips_per_video"] = int(videos.shape[1])
+            try:
+                _, quality = measure_table(tokenizer, videos.to(device), plugin, spec, pool=pool, cache=_cache())
+            except RewardError as err:
+                raise EvalError(f"--measure {args.measure}: {err}") from None
+            table = (args.measure, quality.numpy())
+            say(f"scored every k of every clip under {args.measure}")
         with _stdout_to_stderr():
             report = evaluate(
                 tokenizer,
@@ -203,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 lpips=not args.no_lpips,
                 seed=args.seed,
                 oracle=args.oracle,
+                measure=table,
                 info=info,
                 log=say,
             )
@@ -228,6 +258,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"report: {out / 'eval.json'}")
     return 0
+
+
+def _load_measure(args) -> tuple[str, object] | None:
+    """(spec, plugin) of ``--measure``, or None for PSNR (the report's own table); EvalError names a bad one."""
+    if args.measure == "psnr":
+        return None
+    for folder in args.plugin_path:
+        if not Path(folder).is_dir():
+            raise EvalError(f"--plugin-path {folder}: not a folder")
+    try:
+        return load_measure(args.measure, args.plugin_path)
+    except RewardError as err:
+        raise EvalError(f"--measure {args.measure}: {err}") from None
+
+
+def _cache() -> TableCache:
+    return TableCache(default_cache_dir())
 
 
 def _check_writable(out: Path) -> None:

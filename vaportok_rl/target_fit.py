@@ -1,0 +1,167 @@
+"""One step of enumerated groups (``grpo.groups: enumerated``): the pool's closed-form targets, and the loss of a
+minibatch of them.
+
+    pool ──reward_tables (cached)──► tables {label: [N, K]} ──Σ_i w_i·──► utility u [N, K]
+      ──group_target at the run's price and each knob price──► targets [M, N, K], tilts [M]
+      step s: minibatch of pool videos (a fresh seeded permutation per pass) ──target_loss──► loss
+
+The minibatch of step s depends on (seed, s) alone, so a resumed run continues bit for bit. Axis letters: M knob
+prices (the run's own first), N pool clips, K tokens, D latent width, L clips per video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaportok_rl.config import ConfigError
+from vaportok_rl.data import load_videos
+from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
+from vaportok_rl.grpo import group_target, target_loss
+from vaportok_rl.policy import TaildropPolicy
+from vaportok_rl.rollout import derive_seed
+from vaportok_rl.tokenizer.protocol import FrozenTokenizer
+from vaportok_rl.train_config import TrainConfig
+
+__all__ = ["TargetFit", "build_target_fit", "price_targets"]
+
+
+@dataclass
+class TargetFit:
+    """The pool and its targets; :meth:`loss` is one enumerated-groups step."""
+
+    latents: Tensor  # [N, K, D]
+    utility: Tensor  # [N, K] u(k) = Σ_i w_i r_i(k) at the run's own price
+    targets: Tensor  # [M, N, K] the closed-form target at each price
+    tilts: Tensor  # [M] (p - price) / τ, logit units per token; 0 first
+    clips_per_video: int  # L
+    videos_per_step: int  # pool videos per minibatch
+    seed: int
+    decodes: int  # decodes this run made for its tables (0 when every table came from the cache)
+
+    def batch(self, step: int) -> Tensor:
+        """The clip rows [b·L] of step s (b = videos_per_step): pass e = ⌊s / ⌊pool / b⌋⌋ over the pool's videos is a
+        permutation of them seeded by (seed, "fit", e) alone; a minibatch never straddles two passes."""
+        pool, b, L = self.latents.shape[0] // self.clips_per_video, self.videos_per_step, self.clips_per_video
+        per_pass = max(1, pool // b)
+        epoch, at = divmod(step, per_pass)
+        order = torch.randperm(pool, generator=torch.Generator().manual_seed(derive_seed(self.seed, "fit", epoch)))
+        videos = order[at * b : at * b + b]  # [b]
+        return (videos[:, None] * L + torch.arange(L)).flatten()  # [b·L], rows video·L + l
+
+    def loss(self, policy: TaildropPolicy, step: int) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy of the head to the minibatch's targets at every price, and what to log."""
+        rows = self.batch(step)
+        device = next(policy.parameters()).device
+        logits = policy.logits(self.latents[rows].to(device))  # [b, K]
+        loss = target_loss(logits, self.targets[:, rows].to(device), self.tilts.to(device))
+        with torch.no_grad():
+            u = self.utility[rows].to(device)  # [b, K]
+            target = self.targets[0, rows].to(device)  # [b, K]
+            keep = logits.argmax(-1)  # [b], k - 1
+            log_pi = torch.log_softmax(logits, -1)
+            metrics = {
+                "loss": loss.item(),
+                "kl_to_target": (target * (target.clamp_min(1e-30).log() - log_pi)).sum(-1).mean().item(),
+                "reward": u.gather(1, keep[:, None]).mean().item(),
+                "oracle_reward": u.max(-1).values.mean().item(),
+                "tokens/mean": (keep + 1).float().mean().item(),
+                "oracle_tokens/mean": (u.argmax(-1) + 1).float().mean().item(),
+                "entropy": -(log_pi.exp() * log_pi).sum(-1).mean().item(),
+            }
+        return loss, metrics
+
+
+def price_targets(
+    utility: Tensor,
+    price: float,
+    knob_prices: Sequence[float],
+    temperature: float,
+    ref_logits: Tensor | None = None,
+    beta: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """(targets [M, N, K], tilts [M]) of utility [N, K] (at the run's own ``price``) at that price first and at each
+    knob price p: the closed-form target of u(k) - (p - price)·k, its reference tilted alike, and the tilt
+    (p - price) / τ that the price knob puts on the head's logits to reach it."""
+    K = utility.shape[-1]
+    k = torch.arange(1, K + 1, dtype=torch.float64)
+    targets, tilts = [], []
+    for p in [price, *(p for p in knob_prices if p != price)]:
+        tilt = (p - price) / temperature  # logit units per token
+        ref = None if ref_logits is None else ref_logits.double() - tilt * k
+        targets.append(group_target(utility.double() - (p - price) * k, temperature, ref, beta).float())
+        tilts.append(tilt)
+    return torch.stack(targets), torch.tensor(tilts, dtype=torch.float32)
+
+
+def build_target_fit(
+    config: TrainConfig,
+    tokenizer: FrozenTokenizer,
+    rewards: Mapping[str, Any],
+    ref_policy: TaildropPolicy,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    gather: Callable[[list], list[list]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TargetFit:
+    """Score the pool (from the cache where it can), weigh the rewards, and form the targets of every price."""
+    c, g, d = config, config.grpo, config.data
+    C, T, H, W = tokenizer.clip_shape
+    L, K = c.rollout.clips_per_video, tokenizer.num_latents
+    seed = c.seed if d.seed is None else d.seed
+    try:
+        pool = load_videos(d.source, d.videos, L, seed=seed, frames=T, size=H, split=d.split)  # [B, L, C, T, H, W]
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"data (the enumerated pool of data.videos={d.videos}): {error}") from None
+    grid = keep_grid(K, g.grid_points)
+    specs = {label: (spec.spec or label, spec.kwargs) for label, spec in c.active_rewards().items()}
+    per_chunk = max(1, 512 // (len(grid) * L))  # ~512 reconstructions held at once
+    latents, tables, decodes = reward_tables(
+        tokenizer,
+        lambda start, stop: pool[start:stop].to(_device(tokenizer)),
+        d.videos,
+        rewards,
+        specs,
+        grid,
+        pool={"source": d.source, "split": d.split, "seed": seed, "videos": d.videos, "clips_per_video": L},
+        cache=TableCache(c.table_cache or default_cache_dir()),
+        videos_per_chunk=per_chunk,
+        decode_chunk=c.rollout.decode_chunk,
+        encode_chunk=c.rollout.encode_chunk,
+        rank=rank,
+        world=world,
+        gather=gather,
+        progress=progress,
+    )
+    weights = {label: spec.weight for label, spec in c.active_rewards().items()}
+    utility = sum(weights[label] * tables[label] for label in tables)  # [N, K] float64
+    price = sum(weights[label] * reward_price(plugin) for label, plugin in rewards.items())
+    ref_logits = None
+    if g.beta > 0:
+        with torch.no_grad():
+            device = next(ref_policy.parameters()).device
+            parts = [ref_policy.logits(latents[i : i + 1024].to(device)) for i in range(0, len(latents), 1024)]
+            ref_logits = torch.cat(parts).double().cpu()  # [N, K]
+    targets, tilts = price_targets(utility, price, g.knob_prices, g.target_temperature, ref_logits, g.beta)
+    return TargetFit(
+        latents=latents,
+        utility=utility.float(),
+        targets=targets,
+        tilts=tilts,
+        clips_per_video=L,
+        videos_per_step=min(c.rollout.videos_per_step, d.videos),
+        seed=c.seed,
+        decodes=decodes,
+    )
+
+
+def _device(tokenizer: Any) -> torch.device:
+    try:
+        return next(tokenizer.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
