@@ -150,3 +150,20 @@ def test_load_videos_dispatch():
     assert torch.equal(tex, texture_videos(2, 1, seed=0, split="train", **SMALL)[0])
     with pytest.raises(ValueError, match="source must be 'synthetic', 'textures' or an existing folder"):
         load_videos("syntetic", 1, seed=0)
+
+
+def test_video_folder_segments_are_every_whole_window_of_every_file(tmp_path):
+    write_video(tmp_path / "a.mp4", _frames(20, value=60))  # 2 whole windows of 2 clips × 4 frames, 4 frames left
+    write_video(tmp_path / "b.mp4", _frames(9, value=200))  # 1 window
+    write_video(tmp_path / "c.mp4", _frames(5))  # too short: none
+    ds = VideoFolder(tmp_path, clips_per_video=2, frames=4, size=8)
+    segments = ds.segments()
+    assert segments.shape == (3, 2, 3, 4, 8, 8)
+    assert torch.allclose(segments[0], ds[0], atol=1e-6)  # the first window is what item 0 has always been
+    assert segments[1, 0, 0].mean() > segments[0, 1, 0].mean()  # a's second window is later: redder
+    assert segments[2, :, 1].mean().item() == pytest.approx(200 / 255, abs=0.03)  # then b
+    assert ds.segments(max_videos=2).shape[0] == 2
+    (tmp_path / "a.mp4").unlink()
+    (tmp_path / "b.mp4").unlink()
+    with pytest.raises(ValueError, match="no file holds 8 frames"):
+        VideoFolder(tmp_path, clips_per_video=2, frames=4, size=8).segments()

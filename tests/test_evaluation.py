@@ -199,8 +199,9 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     report = json.loads(stdout)  # stdout holds the JSON and nothing else
     assert report == json.loads((out / "eval.json").read_text())
 
-    assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "rate_quality", "plots", "timing_s"}
-    assert report["schema"] == "vaportok-eval/2"
+    assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "rate_quality", "measure", "plots", "timing_s"}
+    assert report["measure"] is None  # --measure psnr (the default): the rate_quality table is the judge
+    assert report["schema"] == "vaportok-eval/3"
     assert set(report["setup"]) == SETUP
     assert set(report["setup"]["oracle"]) == {"solver", "metric", "ilp_fallbacks", "unproven"}
     s = report["setup"]
@@ -230,7 +231,7 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
         f"allocators/{n}" for n in at["allocators"]
     }
     rq = report["rate_quality"]
-    assert set(rq) == {"budgets", "curves", "own", "fixed"} and rq["budgets"] == sweep["budgets"]
+    assert set(rq) == {"measure", "budgets", "curves", "own", "fixed"} and rq["budgets"] == sweep["budgets"]
     assert set(rq["curves"]) == {"fixed", "oracle", "head", "search"} | set(at["allocators"])
     for curve in rq["curves"].values():
         assert len(curve) == 8 and all(set(p) == {*CURVE_KEYS, "psnr"} for p in curve)

@@ -64,7 +64,7 @@ __all__ = [
     "write_plots",
 ]
 
-SCHEMA = "vaportok-eval/2"
+SCHEMA = "vaportok-eval/3"
 BASELINES = ("fixed", "bithr", "bidelta", "ilp")
 """AdapTok's allocators, always compared (plus ``--allocator`` when it is ``fast``)."""
 ORACLES = ("fast", "ilp")
@@ -389,7 +389,7 @@ def evaluate(
     per-clip quality of every clip at every k (:func:`vaportok_rl.judge.measure_table`): the same comparison under
     it, as ``report["measure"]`` (Fixed, the oracle, tokens saved and share all under that measure; no search).
     ``info``: extra ``setup`` entries (data source, ...).
-    Returns the report (schema ``vaportok-eval/2``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
+    Returns the report (schema ``vaportok-eval/3``, documented in docs/eval.md; JSON-ready, NaN as ``None``).
     """
     started = time.perf_counter()
     timing: dict[str, float] = {}

@@ -11,6 +11,8 @@ prices (the run's own first), N pool clips, K tokens, D latent width, L clips pe
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,7 @@ import torch
 from torch import Tensor
 
 from vaportok_rl.config import ConfigError
-from vaportok_rl.data import load_videos
+from vaportok_rl.data import SOURCES, VideoFolder, load_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
 from vaportok_rl.grpo import group_target, target_loss
 from vaportok_rl.policy import TaildropPolicy
@@ -115,7 +117,7 @@ def build_target_fit(
     L, K = c.rollout.clips_per_video, tokenizer.num_latents
     seed = c.seed if d.seed is None else d.seed
     try:
-        pool = load_videos(d.source, d.videos, L, seed=seed, frames=T, size=H, split=d.split)  # [B, L, C, T, H, W]
+        pool, described = _pool(d.source, d.videos, L, seed=seed, frames=T, size=H, split=d.split)  # [B, L, C, T, H, W]
     except (OSError, ValueError) as error:
         raise ConfigError(f"data (the enumerated pool of data.videos={d.videos}): {error}") from None
     grid = keep_grid(K, g.grid_points)
@@ -124,11 +126,11 @@ def build_target_fit(
     latents, tables, decodes = reward_tables(
         tokenizer,
         lambda start, stop: pool[start:stop].to(_device(tokenizer)),
-        d.videos,
+        len(pool),
         rewards,
         specs,
         grid,
-        pool={"source": d.source, "split": d.split, "seed": seed, "videos": d.videos, "clips_per_video": L},
+        pool={**described, "clips_per_video": L},
         cache=TableCache(c.table_cache or default_cache_dir()),
         videos_per_chunk=per_chunk,
         decode_chunk=c.rollout.decode_chunk,
@@ -154,10 +156,23 @@ def build_target_fit(
         targets=targets,
         tilts=tilts,
         clips_per_video=L,
-        videos_per_step=min(c.rollout.videos_per_step, d.videos),
+        videos_per_step=min(c.rollout.videos_per_step, len(pool)),
         seed=c.seed,
         decodes=decodes,
     )
+
+
+def _pool(source: str, videos: int, L: int, *, seed: int, frames: int, size: int, split: str) -> tuple[Tensor, dict]:
+    """The pool's videos [B, L, C, T, H, W] and what names them in the cache key. A folder gives every whole L·T-frame
+    window of every file (at most ``videos``), named by its files' paths, sizes and modification times."""
+    if source in SOURCES:
+        pool = load_videos(source, videos, L, seed=seed, frames=frames, size=size, split=split)
+        return pool, {"source": source, "split": split, "seed": seed, "videos": videos}
+    folder = VideoFolder(source, clips_per_video=L, frames=frames, size=size)
+    stats = [(str(p.relative_to(folder.root)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.files]
+    digest = hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+    pool = folder.segments(videos)
+    return pool, {"folder": str(folder.root.resolve()), "files": digest, "videos": len(pool), "frames": frames}
 
 
 def _device(tokenizer: Any) -> torch.device:

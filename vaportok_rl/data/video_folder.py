@@ -3,7 +3,9 @@
 ``VideoFolder(root)`` lists the .mp4 / .avi / .webm files under ``root`` (recursive, sorted by path). Item ``i`` is
 float32 ``[L, 3, T, H, W]`` in [0, 1]: the first ``L·T`` frames of the file's first video stream, each centre-cropped
 to a square and resized to ``size × size`` (bilinear with antialiasing), cut into ``L`` consecutive clips of ``T``
-frames. Files that cannot be decoded, have no video stream, or are too short raise ``ValueError`` naming the file.
+frames. :meth:`VideoFolder.segments` gives every whole ``L·T``-frame window of every file instead (the pool of
+enumerated groups: all of a user's footage, not its first seconds). Files that cannot be decoded, have no video
+stream, or are too short raise ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -98,6 +100,29 @@ class VideoFolder(Dataset):
         x = _to_square(frames, self.size)  # [L·T, 3, H, W]
         x = x.reshape(self.clips_per_video, self.frames, 3, self.size, self.size)
         return x.permute(0, 2, 1, 3, 4).contiguous()  # [L, 3, T, H, W]
+
+    def segments(self, max_videos: int | None = None) -> torch.Tensor:
+        """Every whole ``L·T``-frame window of every file, in file order then time order: float32
+        ``[S, L, 3, T, H, W]`` (at most ``max_videos`` of them). Each file is decoded once; frames past its last
+        whole window are left out, and a file shorter than one window gives none. ``ValueError`` naming the folder
+        when no file gives a window, and naming a file that cannot be decoded."""
+        need = self.clips_per_video * self.frames
+        out: list[torch.Tensor] = []
+        for path in self.files:
+            if max_videos is not None and len(out) >= max_videos:
+                break
+            frames = read_video_frames(path, 1 << 30)
+            whole = len(frames) // need
+            if whole == 0:
+                continue
+            x = _to_square(frames[: whole * need], self.size)  # [whole·L·T, 3, H, W]
+            x = x.reshape(whole, self.clips_per_video, self.frames, 3, self.size, self.size)
+            out.extend(x.permute(0, 1, 3, 2, 4, 5))  # whole × [L, 3, T, H, W]
+        if not out:
+            raise ValueError(
+                f"video folder {self.root}: no file holds {need} frames ({self.clips_per_video} clips of {self.frames})"
+            )
+        return torch.stack(out[:max_videos]).contiguous()
 
     def check(self) -> None:
         """Read every file's clips once (what training will read): ``ValueError`` naming every unusable file
