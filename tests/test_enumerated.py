@@ -235,3 +235,12 @@ def test_two_processes_score_the_same_table_as_one(tmp_path):
     heads = [load_file(tmp_path / d / "head.safetensors") for d in ("one", "two")]
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+
+
+def test_step_interpolation_reads_the_grid_point_at_or_below():
+    grid = keep_grid(12, 4)  # 1, 2, 5, 12
+    values = torch.tensor([[0.0, 10.0, 20.0, 30.0]])
+    step = interpolate_log_k(values, grid, 12, "step")
+    assert step.tolist() == [[0.0, 10.0, 10.0, 10.0, 20.0, 20.0, 20.0, 20.0, 20.0, 20.0, 20.0, 30.0]]
+    with pytest.raises(ValueError, match="interpolation"):
+        interpolate_log_k(values, grid, 12, "cubic")

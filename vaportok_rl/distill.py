@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vaportok_rl.config import ConfigError, load_config, to_dict
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
@@ -118,6 +119,8 @@ class DistillRecipe:
     grid_points: int = 16
     """Keep counts decoded per clip, log-spaced over 1..K (PSNR interpolated in log k between them); 0 = every k.
     16 points keep the every-k table's savings at 1/8 of its decodes (benchmarks/grid_cost.py)."""
+    grid_interpolation: Literal["log_k", "step"] = "log_k"
+    """How PSNR is read between grid points: "log_k" (linear in log k) or "step" (the value at the point below)."""
     table_cache: str | None = None
     """Folder of cached reward tables; null = $VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables. Runs that differ
     only in the fit (another seed, price or temperature) decode nothing again."""
@@ -157,6 +160,7 @@ def distill_config(recipe: DistillRecipe) -> TrainConfig:
         grpo=GRPOConfig(
             groups="enumerated",
             grid_points=recipe.grid_points,
+            grid_interpolation=recipe.grid_interpolation,
             target_temperature=f.temperature,
             knob_prices=list(f.knob_prices),
             beta=0.0,

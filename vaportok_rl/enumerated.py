@@ -44,6 +44,7 @@ from vaportok_rl.rollout import Rollout, decode_paths, encode_videos
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
 __all__ = [
+    "INTERPOLATIONS",
     "TableCache",
     "decodes",
     "default_cache_dir",
@@ -85,14 +86,25 @@ def keep_grid(K: int, points: int) -> Tensor:
     return torch.from_numpy(grid)
 
 
-def interpolate_log_k(values: Tensor, grid: Tensor, K: int) -> Tensor:
+INTERPOLATIONS = ("log_k", "step")
+"""How a reward scored on the grid is read between grid points: "log_k" linear in log k; "step" the value at the
+grid point at or below k (a quality that never falls with k is then under-, never over-estimated)."""
+
+
+def interpolate_log_k(values: Tensor, grid: Tensor, K: int, how: str = "log_k") -> Tensor:
     """values [..., Q] at keep counts ``grid`` [Q] (increasing, 1 and K included) -> [..., K] at every k, linear in
-    log k between neighbouring grid points; exact at the grid points."""
+    log k between neighbouring grid points (``how="step"``: the value at the grid point at or below k); exact at the
+    grid points."""
     grid = torch.as_tensor(grid, dtype=torch.long)
     if values.shape[-1] != len(grid) or int(grid[0]) != 1 or int(grid[-1]) != K or bool((grid.diff() <= 0).any()):
         raise ValueError(f"grid: expected increasing keep counts from 1 to K={K} matching values [..., Q], got {grid}")
+    if how not in INTERPOLATIONS:
+        raise ValueError(f"interpolation: expected one of {INTERPOLATIONS}, got {how!r}")
     if len(grid) == K:
         return values
+    if how == "step":
+        below = torch.searchsorted(grid, torch.arange(1, K + 1), right=True) - 1  # [K], the grid point at or below k
+        return values[..., below]
     log_k = torch.arange(1, K + 1, dtype=torch.float64).log()  # [K]
     log_g = grid.double().log()  # [Q]
     right = torch.searchsorted(log_g, log_k, right=False).clamp(1, len(grid) - 1)  # [K], the point at or above
@@ -248,6 +260,7 @@ def reward_tables(
     world: int = 1,
     gather: Callable[[list], list[list]] | None = None,
     progress: Callable[[int], None] | None = None,
+    interpolation: str = "log_k",
 ) -> tuple[Tensor, dict[str, Tensor], int]:
     """(latents [N, K, D], {label: table [N, K]}, decodes made) of the pool, every reward's table cached under its
     :func:`reward_key` (``specs[label]`` = (spec, kwargs); ``pool`` describes the videos).
@@ -256,7 +269,8 @@ def reward_tables(
     are scored on ``grid`` and interpolated in log k; the others at every k. Work is split in chunks of
     ``videos_per_chunk`` videos, chunk c done by process c mod ``world`` and shared by ``gather`` (each process's
     list -> every process's lists, rank order), so P processes compute bit for bit what one does.
-    ``progress(videos_done)`` is called after each chunk of this process."""
+    ``progress(videos_done)`` is called after each chunk of this process; ``interpolation`` (:data:`INTERPOLATIONS`)
+    reads the grid between its points."""
     K = tokenizer.num_latents
     every_k = torch.arange(1, K + 1)
     fingerprint = str(tokenizer.fingerprint)
@@ -307,6 +321,6 @@ def reward_tables(
             raw = cached[label]
         if raw.shape[0] != latents.shape[0]:
             raise RewardError(f"reward {label!r}: cached table holds {raw.shape[0]} clips, expected {len(latents)}")
-        tables[label] = interpolate_log_k(raw.double(), scored_grid(rewards[label], grid, K), K)  # [N, K]
+        tables[label] = interpolate_log_k(raw.double(), scored_grid(rewards[label], grid, K), K, interpolation)
     made = len(latents) * len(grid) if decoded else 0  # decodes this call made (the cached rewards cost none)
     return latents, tables, made

@@ -139,6 +139,7 @@ def build_target_fit(
         world=world,
         gather=gather,
         progress=progress,
+        interpolation=g.grid_interpolation,
     )
     weights = {label: spec.weight for label, spec in c.active_rewards().items()}
     utility = sum(weights[label] * tables[label] for label in tables)  # [N, K] float64
