@@ -199,7 +199,17 @@ def test_eval_json_schema_is_stable(tiny_path, tmp_path, capsys):
     report = json.loads(stdout)  # stdout holds the JSON and nothing else
     assert report == json.loads((out / "eval.json").read_text())
 
-    assert set(report) == {"schema", "setup", "at_budget", "sweep", "per_clip", "rate_quality", "measure", "plots", "timing_s"}
+    assert set(report) == {
+        "schema",
+        "setup",
+        "at_budget",
+        "sweep",
+        "per_clip",
+        "rate_quality",
+        "measure",
+        "plots",
+        "timing_s",
+    }
     assert report["measure"] is None  # --measure psnr (the default): the rate_quality table is the judge
     assert report["schema"] == "vaportok-eval/3"
     assert set(report["setup"]) == SETUP
