@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -197,9 +198,14 @@ def test_an_enumerated_run_with_a_plugin_from_a_folder_resumes_bit_exact(tmp_pat
 
 
 def test_the_custom_reward_recipe_runs_with_only_rewards_and_plugin_paths_changed(tmp_path, capsys):
+    """docs/rewards.md, section 7, as a reader follows it: its plugin file, custom_reward.yaml with its two keys."""
+    docs = (ROOT / "docs" / "rewards.md").read_text()
+    blocks = dict.fromkeys(re.findall(r"```python\n(.*?)```", docs, re.S))
+    plugin = next(b for b in blocks if "class Sharpness" in b)
+    assert "price_per_token" in plugin
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "sharpness.py").write_text(USER_PLUGIN)
+    (plugins / "sharpness.py").write_text("import torch\n\nfrom vaportok_rl.rewards import Reward\n\n" + plugin)
     recipe = ROOT / "recipes" / "custom_reward.yaml"
     config = load_train_config(recipe)
     assert config.grpo.groups == "enumerated"

@@ -118,7 +118,8 @@ class DistillRecipe:
     """Clips per decoder call when scoring the grid (small chunks are fastest on a CPU)."""
     grid_points: int = 16
     """Keep counts decoded per clip, log-spaced over 1..K (PSNR interpolated in log k between them); 0 = every k.
-    16 points keep the every-k table's savings at 1/8 of its decodes (benchmarks/grid_cost.py)."""
+    16 points match every k along the price knob at 1/8 of its decodes, not at the head's own budget
+    (benchmarks/grid_cost.py)."""
     grid_interpolation: Literal["log_k", "step"] = "log_k"
     """How PSNR is read between grid points: "log_k" (linear in log k) or "step" (the value at the point below)."""
     table_cache: str | None = None

@@ -124,12 +124,13 @@ class GRPOConfig:
     grid_points: int = 16
     """Enumerated groups: keep counts scored per clip, log-spaced over 1..K with both ends (rewards that read
     reconstructions are interpolated in log k between them; the others are scored at every k, at no decode
-    cost); 0 = every k. 16 points keep >= 95 % of the every-k table's savings at 1/8 of its decodes
-    (benchmarks/grid_cost.py)."""
+    cost); 0 = every k. On the default tokenizer 16 points keep 95-97 % of the every-k head's savings along the
+    price knob at 1/8 of its decodes, 74-86 % at the head's own budget (benchmarks/grid_cost.py)."""
     grid_interpolation: Literal["log_k", "step"] = "log_k"
     """Enumerated groups: how a reward scored on the grid is read between its points: "log_k" linear in log k,
     "step" the value at the grid point at or below k (for a quality that never falls with k, a lower bound: the
-    utility then peaks at grid points, never on a ramp between them)."""
+    utility then peaks at grid points, never on a ramp between them). Measured worse than "log_k" along the price
+    knob on the default tokenizer (benchmarks/grid_cost.py, README)."""
     target_temperature: float = 0.25
     """Enumerated groups: τ of the target, in reward units (dB for ``psnr``): keep counts within ~τ of a clip's
     best utility share the target's mass."""
