@@ -16,11 +16,13 @@ from conftest import FakeTokenizer
 from safetensors.torch import load_file
 from test_trainer import FAKE_SPEC, records, tiny, torchrun_train
 
+from vaportok_rl.cli.export import main as export_cli
 from vaportok_rl.cli.train import main as train_cli
 from vaportok_rl.config import ConfigError
 from vaportok_rl.enumerated import TableCache, interpolate_log_k, keep_grid, reward_key, reward_tables
 from vaportok_rl.grpo import group_target
 from vaportok_rl.rewards import load_reward
+from vaportok_rl.runs import load_head
 from vaportok_rl.train_config import load_train_config
 from vaportok_rl.trainer import run_training
 
@@ -215,9 +217,15 @@ def test_the_custom_reward_recipe_runs_with_only_rewards_and_plugin_paths_change
     user = ["rewards={sharpness: {weight: 10.0}}", f"plugin_paths=[{plugins}]"]
     args = [str(recipe), *small, *user, f"table_cache={tmp_path / 'c'}", f"log.output_dir={out}", "--no-progress"]
     assert train_cli(args) == 0, capsys.readouterr().err
-    from vaportok_rl.runs import load_head
-
-    assert load_head(out, FakeTokenizer()).config.num_latents == FakeTokenizer.num_latents
+    head = load_head(out, FakeTokenizer())
+    assert head.config.num_latents == FakeTokenizer.num_latents
+    # ... and `vaportok-rl export` ships it: the exported head is the run's, and its card says how it was made
+    assert export_cli([str(out), "--out", str(tmp_path / "export")]) == 0, capsys.readouterr().err
+    exported = load_head(tmp_path / "export", FakeTokenizer())
+    assert all(
+        torch.equal(a, b) for a, b in zip(head.state_dict().values(), exported.state_dict().values(), strict=True)
+    )
+    assert "enumerated groups" in (tmp_path / "export" / "README.md").read_text()
 
 
 def test_two_processes_score_the_same_table_as_one(tmp_path):
