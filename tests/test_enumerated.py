@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import FakeTokenizer
 from safetensors.torch import load_file
+from test_allocation_training import ALLOC
 from test_trainer import FAKE_SPEC, records, tiny, torchrun_train
 
 from vaportok_rl.cli.export import main as export_cli
@@ -27,12 +28,7 @@ from vaportok_rl.train_config import load_train_config
 from vaportok_rl.trainer import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
-ENUMERATED = [
-    "rewards={psnr: {weight: 1.0}, token_cost: {weight: 0.1}}",
-    "grpo.groups=enumerated",
-    "grpo.grid_points=4",
-    "data.videos=6",
-]
+ENUMERATED = [ALLOC[0], "grpo.groups=enumerated", "grpo.grid_points=4", "data.videos=6"]  # psnr + 0.1 token_cost
 
 
 # ---------------------------------------------------------------------------------------------- the target
@@ -155,28 +151,18 @@ def test_an_enumerated_run_learns_its_target_and_reuses_its_tables(tmp_path):
     assert second["table"]["decodes"] == 0
 
 
-USER_PLUGIN = '''
-import torch
-from vaportok_rl.rewards import Reward
-
-
-class Sharpness(Reward):
-    """Minus the per-clip mean absolute error, with its own price per token."""
-
-    name = "sharpness"
-    needs = frozenset({"reconstructions"})
-    price_per_token = 0.01
-
-    def __call__(self, rollout):
-        error = (rollout.reconstructions - rollout.videos.unsqueeze(1)).abs().flatten(3).mean(-1)  # [B, G, L]
-        return -error - self.price_per_token * rollout.keep.float()
-'''
+def docs_plugin() -> str:
+    """docs/rewards.md, section 7: the priced plugin a reader copies (its imports added, as the section says)."""
+    docs = (ROOT / "docs" / "rewards.md").read_text()
+    plugin = next(b for b in re.findall(r"```python\n(.*?)```", docs, re.S) if "class Sharpness" in b)
+    assert "price_per_token" in plugin
+    return "import torch\n\nfrom vaportok_rl.rewards import Reward\n\n" + plugin
 
 
 def test_an_enumerated_run_with_a_plugin_from_a_folder_resumes_bit_exact(tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "sharpness.py").write_text(USER_PLUGIN)
+    (plugins / "sharpness.py").write_text(docs_plugin())
     common = [
         *ENUMERATED,
         "rewards={sharpness: {weight: 10.0}}",
@@ -201,13 +187,9 @@ def test_an_enumerated_run_with_a_plugin_from_a_folder_resumes_bit_exact(tmp_pat
 
 def test_the_custom_reward_recipe_runs_with_only_rewards_and_plugin_paths_changed(tmp_path, capsys):
     """docs/rewards.md, section 7, as a reader follows it: its plugin file, custom_reward.yaml with its two keys."""
-    docs = (ROOT / "docs" / "rewards.md").read_text()
-    blocks = dict.fromkeys(re.findall(r"```python\n(.*?)```", docs, re.S))
-    plugin = next(b for b in blocks if "class Sharpness" in b)
-    assert "price_per_token" in plugin
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    (plugins / "sharpness.py").write_text("import torch\n\nfrom vaportok_rl.rewards import Reward\n\n" + plugin)
+    (plugins / "sharpness.py").write_text(docs_plugin())
     recipe = ROOT / "recipes" / "custom_reward.yaml"
     config = load_train_config(recipe)
     assert config.grpo.groups == "enumerated"
