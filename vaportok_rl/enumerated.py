@@ -258,7 +258,7 @@ def reward_tables(
     encode_chunk: int = 256,
     rank: int = 0,
     world: int = 1,
-    gather: Callable[[list], list[list]] | None = None,
+    gather: Callable[[list], list] | None = None,
     progress: Callable[[int], None] | None = None,
     interpolation: str = "log_k",
 ) -> tuple[Tensor, dict[str, Tensor], int]:
@@ -268,7 +268,8 @@ def reward_tables(
     ``videos(start, stop)`` gives pool videos [stop - start, L, C, T, H, W]. Rewards that read reconstructions
     are scored on ``grid`` and interpolated in log k; the others at every k. Work is split in chunks of
     ``videos_per_chunk`` videos, chunk c done by process c mod ``world`` and shared by ``gather`` (each process's
-    list -> every process's lists, rank order), so P processes compute bit for bit what one does.
+    list -> all processes' items, e.g. ``accelerate.utils.gather_object``), so P processes compute bit for bit what
+    one does.
     ``progress(videos_done)`` is called after each chunk of this process; ``interpolation`` (:data:`INTERPOLATIONS`)
     reads the grid between its points."""
     K = tokenizer.num_latents
@@ -308,8 +309,8 @@ def reward_tables(
         mine.append((c, encoded.latents.cpu(), values))
         if progress is not None:
             progress(stop - start)
-    everyone = [mine] if world == 1 or gather is None else gather(mine)
-    ordered = sorted((item for items in everyone for item in items), key=lambda item: item[0])
+    everyone = mine if world == 1 or gather is None else gather(mine)
+    ordered = sorted(everyone, key=lambda item: item[0])  # chunk order, whoever computed them
     latents = torch.cat([lat for _, lat, _ in ordered])  # [N, K, D]
     tables: dict[str, Tensor] = {}
     for label in rewards:

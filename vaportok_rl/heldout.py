@@ -138,7 +138,8 @@ class HeldOutEval:
         return torch.where(spread > 1e-6, spread, torch.ones_like(spread))  # a constant reward: units of 1
 
 
-def _tokenizer_device(tokenizer) -> Any:
+def tokenizer_device(tokenizer) -> Any:
+    """Where a tokenizer's weights live (CPU for one without parameters)."""
     params = getattr(tokenizer, "parameters", None)
     if callable(params):
         for p in params():
@@ -178,7 +179,7 @@ def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, video
     top-5 accuracy on the kept tokens. ``videos`` [B, L, C, T, H, W] defaults to :func:`held_out_videos`."""
     from vaportok_rl.metrics import LPIPSMetric
 
-    device = _tokenizer_device(tokenizer)
+    device = tokenizer_device(tokenizer)
     videos = (held_out_videos(config, tokenizer) if videos is None else videos).to(device)
     chunk = config.rollout.decode_chunk
     with torch.no_grad():

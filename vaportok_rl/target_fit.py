@@ -24,7 +24,9 @@ from vaportok_rl.config import ConfigError
 from vaportok_rl.data import SOURCES, VideoFolder, load_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
 from vaportok_rl.grpo import group_target, target_loss
+from vaportok_rl.heldout import tokenizer_device
 from vaportok_rl.policy import TaildropPolicy
+from vaportok_rl.rate_quality import head_logits
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
@@ -108,7 +110,7 @@ def build_target_fit(
     *,
     rank: int = 0,
     world: int = 1,
-    gather: Callable[[list], list[list]] | None = None,
+    gather: Callable[[list], list] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TargetFit:
     """Score the pool (from the cache where it can), weigh the rewards, and form the targets of every price."""
@@ -122,10 +124,11 @@ def build_target_fit(
         raise ConfigError(f"data (the enumerated pool of data.videos={d.videos}): {error}") from None
     grid = keep_grid(K, g.grid_points)
     specs = {label: (spec.spec or label, spec.kwargs) for label, spec in c.active_rewards().items()}
+    device = tokenizer_device(tokenizer)
     per_chunk = max(1, 512 // (len(grid) * L))  # ~512 reconstructions held at once
     latents, tables, decodes = reward_tables(
         tokenizer,
-        lambda start, stop: pool[start:stop].to(_device(tokenizer)),
+        lambda start, stop: pool[start:stop].to(device),
         len(pool),
         rewards,
         specs,
@@ -146,10 +149,8 @@ def build_target_fit(
     price = sum(weights[label] * reward_price(plugin) for label, plugin in rewards.items())
     ref_logits = None
     if g.beta > 0:
-        with torch.no_grad():
-            device = next(ref_policy.parameters()).device
-            parts = [ref_policy.logits(latents[i : i + 1024].to(device)) for i in range(0, len(latents), 1024)]
-            ref_logits = torch.cat(parts).double().cpu()  # [N, K]
+        device = next(ref_policy.parameters()).device
+        ref_logits = head_logits(ref_policy.head, latents.to(device)).double().cpu()  # [N, K]
     targets, tilts = price_targets(utility, price, g.knob_prices, g.target_temperature, ref_logits, g.beta)
     return TargetFit(
         latents=latents,
@@ -174,10 +175,3 @@ def _pool(source: str, videos: int, L: int, *, seed: int, frames: int, size: int
     digest = hashlib.sha256(json.dumps(stats).encode()).hexdigest()
     pool = folder.segments(videos)
     return pool, {"folder": str(folder.root.resolve()), "files": digest, "videos": len(pool), "frames": frames}
-
-
-def _device(tokenizer: Any) -> torch.device:
-    try:
-        return next(tokenizer.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from einops import rearrange
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -605,7 +606,7 @@ def run_training(
                     ref_policy,
                     rank=rank,
                     world=world,
-                    gather=_gatherer(world),
+                    gather=gather_object,
                     progress=bar.update,
                 )
             except RewardError as error:  # before any step: nothing was trained
@@ -684,19 +685,6 @@ def run_training(
     log.close()
     accelerator.wait_for_everyone()
     return summary
-
-
-def _gatherer(world: int):
-    """Every process's list of a picklable object, in rank order (the enumerated pool's shares; None alone)."""
-    if world == 1:
-        return None
-
-    def gather(mine: list) -> list[list]:
-        out: list = [None] * world
-        torch.distributed.all_gather_object(out, mine)
-        return out
-
-    return gather
 
 
 def _constant_groups(R: Tensor) -> Tensor:
