@@ -39,7 +39,7 @@ from torch import Tensor
 
 from vaportok_rl.checkpoint import atomic_write_file
 from vaportok_rl.complexity import complexity
-from vaportok_rl.rewards import RewardError, check_reward_output, describe
+from vaportok_rl.rewards import RewardError, call_reward, describe
 from vaportok_rl.rollout import Rollout, decode_paths, encode_videos
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
@@ -227,12 +227,7 @@ def _grid_rollout(
 
 def _score_per_clip(label: str, plugin: Any, rollout: Rollout) -> Tensor:
     """The plugin's [B, Q, L] values on a grid rollout, or a RewardError naming it."""
-    B, Q, L = rollout.keep.shape
-    try:
-        value = plugin(rollout)
-    except Exception as error:
-        raise RewardError(f"reward {label!r} ({describe(plugin)}) raised {type(error).__name__}: {error}") from error
-    value = check_reward_output(plugin, value, B, Q, L)
+    value = call_reward(label, plugin, rollout)
     if value.ndim != 3:
         raise RewardError(
             f"reward {label!r} ({describe(plugin)}) returns one value per path [B, G]; enumerated groups "

@@ -14,7 +14,6 @@ The budgeted comparison against allocators and the oracle is a different questio
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ from torch import Tensor
 from vaportok_rl.data import load_videos
 from vaportok_rl.metrics import psnr
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.rewards import RewardError, check_reward_output, required_needs
+from vaportok_rl.rewards import call_reward, required_needs
 from vaportok_rl.rollout import Rollout, collect_rollout, encode_videos, video_generators
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer, prior_accuracy
 from vaportok_rl.train_config import TrainConfig
@@ -38,17 +37,10 @@ def score(rewards: dict[str, Any], rollout: Rollout, credit: str = "path") -> Te
     [B, G, L] is averaged over its L clips), [B, G, L, R] for ``"decision"`` (a path reward is broadcast to each
     of its clips). A plugin that raises is reported as a :class:`~vaportok_rl.rewards.RewardError` naming its
     label, class and file."""
-    B, G, L = rollout.B, rollout.G, rollout.L
+    L = rollout.L
     columns = []
     for label, plugin in rewards.items():
-        try:
-            value = plugin(rollout)
-        except Exception as error:
-            where = getattr(inspect.getmodule(type(plugin)), "__file__", None) or type(plugin).__module__
-            raise RewardError(
-                f"reward {label!r} ({type(plugin).__name__}, {where}) raised {type(error).__name__}: {error}"
-            ) from error
-        value = check_reward_output(plugin, value, B, G, L).float().to(rollout.keep.device)
+        value = call_reward(label, plugin, rollout).float().to(rollout.keep.device)
         if credit == "decision":
             value = value if value.ndim == 3 else repeat(value, "b g -> b g l", l=L)  # [B, G, L]
         elif value.ndim == 3:

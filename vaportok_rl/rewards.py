@@ -53,6 +53,7 @@ __all__ = [
     "Reward",
     "RewardError",
     "Rollout",
+    "call_reward",
     "check_reward_output",
     "list_rewards",
     "load_reward",
@@ -144,6 +145,19 @@ def validate_reward(reward: Any, spec: str | None = None) -> Any:
             f"reward {where}: unknown needs {sorted(map(str, unknown))}; expected a subset of {sorted(NEEDS)}"
         )
     return reward
+
+
+def call_reward(label: str, plugin: Any, rollout: Rollout) -> Tensor:
+    """The plugin's value on the rollout, checked ([B, G] or [B, G, L]); a plugin that raises or breaks the output
+    contract is a :class:`RewardError` naming its label, class and file."""
+    try:
+        value = plugin(rollout)
+    except Exception as error:
+        where = getattr(inspect.getmodule(type(plugin)), "__file__", None) or type(plugin).__module__
+        raise RewardError(
+            f"reward {label!r} ({type(plugin).__name__}, {where}) raised {type(error).__name__}: {error}"
+        ) from error
+    return check_reward_output(plugin, value, rollout.B, rollout.G, rollout.L)
 
 
 def required_needs(rewards: Iterable[Any]) -> frozenset[str]:
