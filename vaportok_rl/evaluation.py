@@ -41,7 +41,7 @@ from torch import Tensor
 from vaportok_rl.allocators import ALLOCATORS, Allocation, allocate
 from vaportok_rl.complexity import complexity
 from vaportok_rl.data import HELDOUT_SEED
-from vaportok_rl.metrics import LPIPSMetric, lpips_distance, lpips_features, spearman, ssim
+from vaportok_rl.metrics import LPIPSMetric, lpips_features, lpips_to_references, spearman, ssim
 from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.rate_quality import head_logits, rate_quality
 from vaportok_rl.tokenizer.head import TaildropHead
@@ -288,10 +288,9 @@ class CandidateMetrics:
             rows = r[i : i + per]
             uniq, inv = np.unique(rows, return_inverse=True)
             ref_feats = lpips_features(module, self.clips[torch.from_numpy(uniq).to(self.clips.device)])
-            rec_feats = lpips_features(module, rec[i : i + per])
-            idx = (torch.from_numpy(inv.reshape(-1))[:, None] * T + torch.arange(T)).reshape(-1)  # [m·T]
-            distance = lpips_distance(module, rec_feats, [b[idx.to(b.device)] for b in ref_feats])  # [m·T]
-            out.append(distance.reshape(len(rows), T).mean(1).double().cpu())
+            index = torch.from_numpy(inv.reshape(-1))  # [m]: each reconstruction's reference among uniq
+            distance = lpips_to_references(module, rec[i : i + per], ref_feats, index, self.lpips_chunk_frames)
+            out.append(distance.double().cpu())
         return torch.cat(out).numpy()
 
     def gather(self, keep: np.ndarray, lpips: bool) -> dict[str, np.ndarray]:

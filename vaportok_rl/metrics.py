@@ -145,6 +145,27 @@ def lpips_distance(module: torch.nn.Module, a: list[torch.Tensor], b: list[torch
     return total.reshape(-1)
 
 
+@torch.no_grad()
+def lpips_to_references(
+    module: torch.nn.Module,
+    clips: torch.Tensor,
+    references: list[torch.Tensor],
+    index: torch.Tensor,
+    chunk_frames: int = 256,
+) -> torch.Tensor:
+    """Per-clip LPIPS (mean over frames) of clips [M, C, T, H, W] against reference clips given by their
+    :func:`lpips_features` (of R clips, T frames each): clip m is compared with reference index[m]. The references'
+    features are computed once however many clips share them; ``chunk_frames`` frames per network pass."""
+    T = clips.shape[2]
+    per = max(1, chunk_frames // T)  # clips per network pass
+    out = []
+    for i in range(0, len(clips), per):
+        frames = (index[i : i + per, None] * T + torch.arange(T)).flatten().to(references[0].device)  # [m·T]
+        distance = lpips_distance(module, lpips_features(module, clips[i : i + per]), [r[frames] for r in references])
+        out.append(distance.view(-1, T).mean(-1))  # [m]
+    return torch.cat(out)
+
+
 # ------------------------------------------------------------------------------------------ PSNR
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Per-sample PSNR in dB over all but the first axis; MSE clamped at 1e-10 (so identical -> 100 dB

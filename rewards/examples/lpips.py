@@ -34,7 +34,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
-from vaportok_rl.metrics import LPIPSMetric, lpips_distance, lpips_features
+from vaportok_rl.metrics import LPIPSMetric, lpips_features, lpips_to_references
 from vaportok_rl.rewards import Reward, Rollout
 
 
@@ -62,14 +62,8 @@ class LPIPSReward(Reward):
         module = self.metric.module
         x = rearrange(recon[..., ::s, :, :], "b g l c t h w -> (b g l) c t h w").float()  # [B·G·L, C, T', H, W]
         y = rearrange(rollout.videos[..., ::s, :, :], "b l c t h w -> (b l) c t h w").float()  # [B·L, ...]
-        T = x.shape[2]
         clip = repeat(torch.arange(B * L), "(b l) -> (b g l)", b=B, g=G)  # [B·G·L]: row -> its reference clip
-        per = max(1, self.chunk_frames // T)  # reconstructions per network pass
         with torch.no_grad():
-            reference = lpips_features(module, y)  # once per clip, shared by its G paths: [B·L·T', ...] per layer
-            out = []
-            for i in range(0, len(x), per):
-                frames = (clip[i : i + per, None] * T + torch.arange(T)).flatten().to(reference[0].device)
-                features = lpips_features(module, x[i : i + per])
-                out.append(lpips_distance(module, features, [r[frames] for r in reference]).view(-1, T).mean(-1))
-        return -rearrange(torch.cat(out).to(recon.device), "(b g l) -> b g l", b=B, g=G)  # [B, G, L]
+            reference = lpips_features(module, y)  # once per clip, shared by its G paths
+            distance = lpips_to_references(module, x, reference, clip, self.chunk_frames)  # [B·G·L]
+        return -rearrange(distance.to(recon.device), "(b g l) -> b g l", b=B, g=G)  # [B, G, L]
