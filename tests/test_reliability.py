@@ -5,6 +5,8 @@ nothing computed is lost. Every test runs in its own tmp working directory (conf
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -307,3 +309,193 @@ def test_tokenizer_of_the_wrong_size_is_one_line(capsys, tmp_path):
             "--out", tmp_path / "eval",
         )  # fmt: skip
     assert_one_clear_line(code, err, "--head")
+
+
+# =============================================================================================== nothing a user made
+
+
+def bytes_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+def test_train_refuses_a_folder_of_the_users_files_and_overwrite_keeps_the_others(capsys, recipe, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "notes.txt"):
+        (out / name).write_text(f"the user's {name}\n")
+    before = bytes_of(out)
+    code, _, err = train(capsys, recipe, out)
+    assert_one_clear_line(code, err, str(out), "did not make", "config.yaml", "--overwrite")
+    assert bytes_of(out) == before
+    code, _, err = train(capsys, recipe, out, "--overwrite")
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "the user's notes.txt\n"  # not a file train writes: left alone
+    assert (out / "summary.json").read_text() != before["summary.json"].decode()
+
+
+def test_a_finished_run_is_neither_replaced_nor_resumed_past_its_end(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, recipe, out)[0] == 0
+    shutil.rmtree(out / "checkpoints")  # a finished run whose checkpoints were deleted to save space
+    before = bytes_of(out)
+    code, _, err = train(capsys, recipe, out)
+    assert_one_clear_line(code, err, "finished train run", "head.safetensors", "--overwrite")
+    code, _, err = train(capsys, recipe, out, "--resume")
+    assert_one_clear_line(code, err, "finished at step 3", "steps=N")
+    assert bytes_of(out) == before
+
+
+def test_resume_trains_a_finished_run_on_and_refuses_to_shorten_one(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    assert train(capsys, recipe, out)[0] == 0
+    code, _, err = train(capsys, recipe, out, "--resume", "steps=4")
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
+    killed = tmp_path / "killed"  # an unfinished run whose newest checkpoint is past the steps asked for
+    shutil.copytree(out / "checkpoints", killed / "checkpoints")
+    code, _, err = train(capsys, recipe, killed, "--resume", "steps=2")
+    assert_one_clear_line(code, err, "step 4", "past steps=2")
+    assert not (killed / "summary.json").exists()
+
+
+def test_distill_refuses_a_grpo_run_and_its_own_finished_run(capsys, tmp_path, tiny_tokenizer_file):
+    grpo = tmp_path / "grpo"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("steps: 2\n")
+    assert train(capsys, recipe, grpo)[0] == 0
+    head = (grpo / "head.safetensors").read_bytes()
+    distill = [
+        "distill",
+        f"tokenizer={tiny_tokenizer_file}",
+        "data.videos=2",
+        "data.clips_per_video=2",
+        "distill.steps=2",
+        "distill.batch=4",
+        "distill.knob_prices=[]",
+        f"table_cache={tmp_path / 'cache'}",
+        "--no-progress",
+    ]
+    code, _, err = run(capsys, *distill, f"output_dir={grpo}")
+    assert_one_clear_line(code, err, "a train run", "--overwrite")
+    assert (grpo / "head.safetensors").read_bytes() == head
+    assert run(capsys, *distill, f"output_dir={tmp_path / 'd'}")[0] == 0
+    head = (tmp_path / "d" / "head.safetensors").read_bytes()
+    code, _, err = run(capsys, *distill, f"output_dir={tmp_path / 'd'}", "distill.price=0.3")
+    assert_one_clear_line(code, err, "finished distill run", "--overwrite")
+    assert (tmp_path / "d" / "head.safetensors").read_bytes() == head
+
+
+def test_a_second_process_on_the_same_folder_is_refused_and_a_crash_leaves_no_lock(capsys, recipe, tmp_path):
+    from vaportok_rl.run_folder import claim
+
+    out = tmp_path / "run"
+    with claim(out, "train", writes=()):  # another process writing it now (flock: per open file, so it shows here)
+        code, _, err = train(capsys, recipe, out)
+        assert_one_clear_line(code, err, str(out), "being written by", "pid")
+    assert train(capsys, recipe, out)[0] == 0  # released: the folder is free again
+
+
+def _kill_after_checkpoint(argv: list[str], step: int, cwd: Path) -> int:
+    """Run the CLI in a child process that SIGKILLs itself right after writing checkpoint ``step``: a real kill -9,
+    at a known point."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "import vaportok_rl.trainer as t\n"
+        "real = t.save_checkpoint\n"
+        "def save(path, *a, **k):\n"
+        "    out = real(path, *a, **k)\n"
+        f"    if path.name == 'step-{step:06d}':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return out\n"
+        "t.save_checkpoint = save\n"
+        "from vaportok_rl.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True).returncode
+
+
+@pytest.mark.parametrize(("command", "kill_at"), [("train", 2), ("distill", 4)])  # distill checkpoints at its end
+def test_kill_9_then_resume_is_bit_exact_logs_included(capsys, tmp_path, tiny_tokenizer_file, command, kill_at):
+    from safetensors.torch import load_file
+
+    (tmp_path / "recipe.yaml").write_text("steps: 4\nlog: {checkpoint_every: 1, eval_every: 2}\n")
+    if command == "train":
+        args = ["train", str(tmp_path / "recipe.yaml"), *TINY]
+        out_key = "log.output_dir"
+    else:
+        args = ["distill", f"tokenizer={tiny_tokenizer_file}", "data.videos=2", "data.clips_per_video=2"]
+        args += ["distill.steps=4", "distill.batch=4", f"table_cache={tmp_path / 'cache'}", "--no-progress"]
+        out_key = "output_dir"
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(capsys, *args, f"{out_key}={a}")[0] == 0
+    killed = _kill_after_checkpoint([*args, f"{out_key}={b}"], kill_at, tmp_path)
+    assert killed == -9 or not (b / "summary.json").exists(), killed
+    code, _, err = run(capsys, *args, f"{out_key}={b}", "--resume")
+    assert code == 0, err
+    head_a, head_b = load_file(a / "head.safetensors"), load_file(b / "head.safetensors")
+    assert all(torch.equal(head_a[k], head_b[k]) for k in head_a)
+    drop = ("step_time", "seconds")
+    logs = [
+        [{k: v for k, v in json.loads(x).items() if k not in drop} for x in (d / "metrics.jsonl").open()]
+        for d in (a, b)
+    ]
+    assert logs[0] == logs[1]
+
+
+# =============================================================================================== runs that stop
+
+
+def test_a_diverging_run_stops_naming_the_step_and_the_lr_and_keeps_the_last_checkpoint(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = train(capsys, recipe, out, "optim.lr=1e30", "optim.max_grad_norm=null")
+    assert_one_clear_line(code, err, "diverged at step", "optim.lr = 1e+30")
+    assert not (out / "head.safetensors").exists()
+    for path in checkpoint_dirs(out):  # what was checkpointed is finite
+        tensors = load_file_(path / "tensors.safetensors")
+        assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("head."))
+
+
+def load_file_(path):
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def test_a_group_too_large_for_memory_is_refused_before_any_work(capsys, recipe, tmp_path, monkeypatch):
+    import vaportok_rl.resources as resources
+
+    class Tiny:
+        available = 10_000
+
+    monkeypatch.setattr(resources.psutil, "virtual_memory", lambda: Tiny)
+    code, _, err = train(capsys, recipe, tmp_path / "run", "grpo.group_size=64")
+    assert_one_clear_line(code, err, "grpo.group_size 64", "GiB")
+    assert not checkpoint_dirs(tmp_path / "run")
+
+
+def test_world_size_without_a_launcher_is_one_line(capsys, recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = train(capsys, recipe, tmp_path / "run")
+    assert_one_clear_line(code, err, "WORLD_SIZE=2", "torchrun")
+
+
+def test_ctrl_c_says_where_the_run_stands_and_exits_130(capsys, recipe, tmp_path, monkeypatch):
+    import vaportok_rl.trainer as trainer
+
+    real = trainer.save_checkpoint
+
+    def interrupt_after_step_2(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        if path.name == "step-000002":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", interrupt_after_step_2)
+    code, _, err = train(capsys, recipe, tmp_path / "run")
+    assert code == 130 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "step-000002" in err and "--resume" in err
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    assert train(capsys, recipe, tmp_path / "run", "--resume")[0] == 0

@@ -207,7 +207,7 @@ def test_resume_guards(tmp_path):
     run_training(
         tiny(out, "steps=1", "rewards={efficiency: {}}", "eval.num_videos=0"), tokenizer=FakeTokenizer(), progress=False
     )
-    with pytest.raises(ConfigError, match="--resume"):  # a fresh run must not mix with an old one's checkpoints
+    with pytest.raises(ConfigError, match="finished train run"):  # a fresh run must not mix with an old one's files
         run_training(tiny(out, "steps=1"), tokenizer=FakeTokenizer(), progress=False)
     with pytest.raises(ConfigError, match="grpo"):  # resuming with a changed objective
         run_training(

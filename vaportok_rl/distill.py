@@ -12,12 +12,11 @@ Axis letters: N clips, K tokens, D latent width (see docs/design.md).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vaportok_rl.config import ConfigError, load_config, to_dict
+from vaportok_rl.config import ConfigError, check_number, load_config, to_dict
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import (
     DataConfig,
@@ -59,20 +58,16 @@ class DistillConfig:
     """Seeds the minibatch order."""
 
     def __post_init__(self) -> None:
-        for name in ("price", "temperature", "lr", "weight_decay"):
-            value = getattr(self, name)
-            ok = math.isfinite(value) and (value >= 0 if name in ("price", "weight_decay") else value > 0)
-            if not ok:
-                raise ValueError(
-                    f"distill.{name}: expected a finite number > 0 (>= 0 for price, weight_decay), got {value!r}"
-                )
+        for name in ("price", "weight_decay"):
+            check_number(f"distill.{name}", getattr(self, name), low=0)
+        for name in ("temperature", "lr"):
+            check_number(f"distill.{name}", getattr(self, name), low=0, low_open=True)
         for name in ("steps", "batch"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"distill.{name}: expected a positive integer, got {value!r}")
-        for p in self.knob_prices:
-            if not (math.isfinite(p) and p >= 0):
-                raise ValueError(f"distill.knob_prices: expected prices >= 0 (dB per token), got {p!r}")
+        for i, p in enumerate(self.knob_prices):
+            check_number(f"distill.knob_prices[{i}]", p, low=0)  # dB per token
 
 
 # ------------------------------------------------------------------------------------------------ the recipe
@@ -180,7 +175,12 @@ def distill_config(recipe: DistillRecipe) -> TrainConfig:
 
 
 def run_distill(
-    recipe: DistillRecipe, *, tokenizer: FrozenTokenizer | None = None, progress: bool = True, resume: bool = False
+    recipe: DistillRecipe,
+    *,
+    tokenizer: FrozenTokenizer | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Run :func:`distill_config` of the recipe; returns the training summary (also summary.json). The head loads
     wherever a head spec is taken (``policy.init``, ``eval --head``, ``export``)."""
@@ -188,5 +188,7 @@ def run_distill(
         config = distill_config(recipe)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    summary = run_training(config, tokenizer=tokenizer, progress=progress, resume=resume)
+    summary = run_training(
+        config, tokenizer=tokenizer, progress=progress, resume=resume, overwrite=overwrite, kind="distill"
+    )
     return {**summary, "distill": to_dict(recipe)}

@@ -32,6 +32,10 @@ from vaportok_rl.tokenizer.head import TaildropHead
 MODES = ("sample", "pre_argmax", "argmax")
 
 
+class NonFiniteLogits(ArithmeticError):
+    """The head produced NaN or infinite logits."""
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
@@ -53,8 +57,14 @@ class TaildropPolicy(nn.Module):
         return self.head.config.num_latents
 
     def logits(self, latents: Tensor) -> Tensor:
-        """latents [N, K, D] -> logits [N, K] over k = 1..K (already divided by the temperature)."""
-        return self.head(latents)
+        """latents [N, K, D] -> logits [N, K] over k = 1..K (already divided by the temperature).
+
+        Raises :class:`NonFiniteLogits` when a head gives NaN or +-inf (weights blown up by too large a learning
+        rate): a NaN would otherwise pick k = 1 silently, or fail deep inside torch.distributions."""
+        logits = self.head(latents)
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogits(f"the head's logits hold {int((~torch.isfinite(logits)).sum())} non-finite values")
+        return logits
 
     forward = logits
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from vaportok_rl.complexity import complexity
 from vaportok_rl.policy import TaildropPolicy, check_mode
-from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
+from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, check_clips
 
 NEEDS = frozenset({"reconstructions", "prior_correct"})
 
@@ -110,13 +110,11 @@ def _check_chunk(name: str, chunk: int) -> None:
 
 
 def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = 256) -> Encoded:
-    """videos [B, L, C, T, H, W] -> Encoded of the N = B·L clips (row n = b·L + l), ``chunk`` clips per call."""
+    """videos [B, L, C, T, H, W] float in [0, 1] -> Encoded of the N = B·L clips (row n = b·L + l), ``chunk``
+    clips per call. The videos are checked here (layout, dtype, range), so a bring-your-own tokenizer that
+    checks nothing still rejects 0..255 or integer pixels with one clear error."""
     _check_chunk("chunk", chunk)
-    if videos.ndim != 6 or tuple(videos.shape[2:]) != tuple(tokenizer.clip_shape):
-        raise ValueError(
-            f"videos: expected [B, L, *clip_shape] with clip_shape {tuple(tokenizer.clip_shape)}, "
-            f"got {tuple(videos.shape)}"
-        )
+    check_clips(videos, tokenizer.clip_shape, name="videos", lead="B, L")
     clips = rearrange(videos, "b l c t h w -> (b l) c t h w")  # [N, C, T, H, W]
     with torch.no_grad():
         parts = [tokenizer.encode(clips[i : i + chunk]) for i in range(0, len(clips), chunk)]

@@ -70,19 +70,25 @@ from tqdm.auto import tqdm
 from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from vaportok_rl.config import ConfigError, save_yaml, to_dict
 from vaportok_rl.data import SOURCES, load_videos
+from vaportok_rl.enumerated import keep_grid
 from vaportok_rl.grpo import compute_advantages, grpo_loss, knob_kl
 from vaportok_rl.heldout import HeldOutEval, reward_metrics, score
-from vaportok_rl.policy import TaildropPolicy
+from vaportok_rl.policy import NonFiniteLogits, TaildropPolicy
+from vaportok_rl.resources import launcher_problem, memory_problem, tensor_bytes
 from vaportok_rl.rewards import RewardError, load_reward, required_needs
 from vaportok_rl.rollout import Rollout, collect_rollout, derive_seed, group_log_prob, video_generators
+from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import (
     CHECKPOINTS,
     METRICS_FILE,
+    RUN_CONFIG,
+    RUN_HEAD,
+    RUN_HEAD_CONFIG,
+    RUN_SUMMARY,
     checkpoint_dirs,
     load_head,
     read_metrics_lines,
     save_head,
-    unwritable_reason,
 )
 from vaportok_rl.target_fit import build_target_fit
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
@@ -90,13 +96,33 @@ from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
 
-__all__ = ["TrainingError", "VideoStream", "lr_factor", "run_training", "starting_head"]
+__all__ = [
+    "RUN_FILES",
+    "TrainingError",
+    "TrainingInterrupted",
+    "VideoStream",
+    "lr_factor",
+    "run_training",
+    "starting_head",
+]
 
 
 class TrainingError(ConfigError):
     """A run that cannot start or go on because of its inputs or its environment (unwritable output folder, full
     disk, an unreadable video, a reward plugin raising): the message names the file, plugin and step. The CLI
     prints it on one line and exits with status 2; what was computed before (checkpoints, metrics) is kept."""
+
+
+class Diverged(ArithmeticError):
+    """A non-finite loss, gradient or weight (caught in run_training, re-raised as a TrainingError)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C: the message says where the run stands and how to resume (the CLI exits with status 130)."""
+
+
+RUN_FILES = (RUN_CONFIG, METRICS_FILE, CHECKPOINTS, RUN_SUMMARY, RUN_HEAD, RUN_HEAD_CONFIG, "plots", "wandb")
+"""What a training run writes in log.output_dir (what --overwrite may replace there)."""
 
 
 # =============================================================================================== seeds and data
@@ -283,6 +309,7 @@ class RunLog:
         self, config: TrainConfig, output_dir: Path, *, enabled: bool, resume_step: int | None, wandb_id: str | None
     ):
         self.enabled, self.path, self.wandb, self.wandb_id = enabled, output_dir / METRICS_FILE, None, wandb_id
+        self.kept: list[dict] = []
         if not enabled:
             return
         records = []
@@ -297,6 +324,7 @@ class RunLog:
                 )
             records = [r for r in records if r["step"] <= resume_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        self.kept = records  # what a resumed run logged before its checkpoint
         if config.log.report_to == "wandb":
             import wandb
 
@@ -383,6 +411,11 @@ def _resume_state(config: TrainConfig, output_dir: Path) -> tuple[dict[str, Tens
             RuntimeWarning,
             stacklevel=3,
         )
+    if meta["step"] > config.steps:
+        raise ConfigError(
+            f"--resume: the newest checkpoint ({path}) is at step {meta['step']}, past steps={config.steps}; pass "
+            f"steps={meta['step']} or more (a run cannot be shortened after the fact)"
+        )
     saved, now = dict(meta["config"]), to_dict(config)
     changed = [k for k in sorted(set(saved) | set(now)) if k not in ("log", "steps") and saved.get(k) != now.get(k)]
     if changed:
@@ -393,13 +426,30 @@ def _resume_state(config: TrainConfig, output_dir: Path) -> tuple[dict[str, Tens
     return tensors, meta
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """Create ``folder`` and write and delete a probe file in it, before any work: an unwritable, read-only or
-    missing-parent folder fails at once with :class:`TrainingError` naming it (a full disk may still fail later;
-    that is caught where files are written)."""
-    reason = unwritable_reason(folder)
-    if reason is not None:
-        raise TrainingError(f"{what} {folder}: not writable ({reason})")
+def _largest_allocations(c: TrainConfig, tokenizer: FrozenTokenizer, needs: set, world: int) -> list[tuple[str, int]]:
+    """The biggest tensors a run holds at once, estimated before any work: the decoded paths of a step (gathered
+    over processes, plus this process's own), of one enumerated chunk, and of a held-out evaluation (with their
+    repeated targets)."""
+    clip, G, L = tuple(tokenizer.clip_shape), c.grpo.group_size, c.rollout.clips_per_video
+    decoded = "reconstructions" in needs
+    out = []
+    if decoded and c.grpo.groups == "sampled":
+        B = c.rollout.videos_per_step
+        what = f"a step's decoded paths (rollout.videos_per_step {B} × grpo.group_size {G} × clips_per_video {L})"
+        out.append((what, tensor_bytes(B + B // world, G, L, *clip)))
+    if decoded and c.grpo.groups == "enumerated":
+        points = len(keep_grid(tokenizer.num_latents, c.grpo.grid_points))
+        out.append(
+            (
+                f"an enumerated chunk (grpo.grid_points {points} × clips_per_video {L})",
+                tensor_bytes(4, points, L, *clip),
+            )
+        )
+    Be, Le = c.eval.num_videos, c.eval.clips_per_video or L
+    copies = 2 * G if decoded else 0  # the sampled paths and their repeated targets
+    what = f"the held-out evaluation (eval.num_videos {Be} × grpo.group_size {G} × clips_per_video {Le})"
+    out.append((what, tensor_bytes(Be, 1 + copies, Le, *clip)))
+    return out
 
 
 def _kept(output_dir: Path) -> str:
@@ -413,35 +463,99 @@ def _kept(output_dir: Path) -> str:
 
 
 def run_training(
-    config: TrainConfig, *, tokenizer: FrozenTokenizer | None = None, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    *,
+    tokenizer: FrozenTokenizer | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    kind: str = "train",
 ) -> dict:
     """Train the taildrop head with GRPO as ``config`` says; returns the summary (also written to summary.json).
 
     ``tokenizer`` overrides ``config.tokenizer`` (already-built objects, e.g. in tests and sweeps). With
-    ``resume``, continues from the newest checkpoint in ``log.output_dir``."""
+    ``resume``, continues from the newest checkpoint in ``log.output_dir``; ``overwrite`` replaces what a run
+    writes in a folder that holds anything else (see vaportok_rl.run_folder). ``kind`` is recorded in the
+    folder ("distill" for the distill front end): a folder of another kind is refused."""
     t_start = time.perf_counter()
-    c, g = config, config.grpo
+    c = config
     output_dir = Path(c.log.output_dir)
+    problem = launcher_problem()
+    if problem:
+        raise ConfigError(problem)
+    B, world = c.rollout.videos_per_step, int(os.environ.get("WORLD_SIZE", "1"))
+    if B % world:  # before the process group starts: every process stops at once, rank 0 says why
+        raise ConfigError(
+            f"rollout.videos_per_step: {B} videos do not split evenly over {world} processes (WORLD_SIZE); "
+            f"pick a multiple of {world}"
+        )
     force_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     accelerator = Accelerator(cpu=force_cpu or not torch.cuda.is_available())  # CUDA when there is one
     if accelerator.num_processes != int(os.environ.get("WORLD_SIZE", "1")):
-        raise RuntimeError(
+        raise ConfigError(
             f"accelerate sees {accelerator.num_processes} process(es) but WORLD_SIZE is "
             f"{os.environ['WORLD_SIZE']}; launch with torchrun --nproc_per_node P"
         )
+    main, rank = accelerator.is_main_process, accelerator.process_index
+    mine = range(rank * (B // world), (rank + 1) * (B // world))  # this process's videos of the global batch
+    # ---- the output folder: claimed by the main process (record + lock) before any work; the others wait for it
+    folder, refused = None, None
+    if main:
+        try:
+            folder = claim_output(c, kind, resume=resume, overwrite=overwrite)
+        except ConfigError as error:
+            refused = str(error)
+    if world > 1:  # every process learns whether the main one may write, before any work
+        box = [refused]
+        torch.distributed.broadcast_object_list(box, src=0)
+        refused = box[0]
+    if refused is not None:
+        raise ConfigError(refused)
+    try:
+        return _train(c, folder, accelerator, tokenizer, resume, progress, t_start, mine)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted (Ctrl-C); {_kept(output_dir)}" if main else "interrupted") from None
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def claim_output(c: TrainConfig, kind: str, *, resume: bool, overwrite: bool) -> RunFolder:
+    """Claim ``log.output_dir`` for this run (vaportok_rl.run_folder): a user's files, another kind of run or a
+    finished run are refused unless ``overwrite``; a finished run is resumed only to train past its last step."""
+    output_dir = Path(c.log.output_dir)
+    previous = read_record(output_dir) or {}
+    if (
+        resume
+        and previous.get("kind") == kind
+        and previous.get("status") == "finished"
+        and c.steps <= int(previous.get("steps", 0))
+    ):
+        raise ConfigError(
+            f"--resume: log.output_dir {output_dir} holds a run that finished at step {previous.get('steps')}; "
+            f"nothing to resume at steps={c.steps}: pass steps=N with N > {previous.get('steps')} to train on, "
+            f"or --overwrite (without --resume) to start over"
+        )
+    try:
+        return claim(output_dir, kind, writes=RUN_FILES, resume=resume, overwrite=overwrite, what="log.output_dir")
+    except RunFolderError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _train(
+    c: TrainConfig,
+    folder: RunFolder | None,
+    accelerator: Accelerator,
+    tokenizer: FrozenTokenizer | None,
+    resume: bool,
+    progress: bool,
+    t_start: float,
+    mine: range,
+) -> dict:
+    g, output_dir = c.grpo, Path(c.log.output_dir)
     device, main = accelerator.device, accelerator.is_main_process
     world, rank = accelerator.num_processes, accelerator.process_index
     B, L, G = c.rollout.videos_per_step, c.rollout.clips_per_video, g.group_size
-    if B % world:
-        raise ConfigError(f"rollout.videos_per_step: {B} videos do not split evenly over {world} processes")
-    mine = range(rank * (B // world), (rank + 1) * (B // world))  # this process's videos of the global batch
-    if not resume and checkpoint_dirs(output_dir):
-        raise ConfigError(
-            f"log.output_dir {output_dir} already holds checkpoints: pass --resume to continue that run, "
-            f"or choose another log.output_dir"
-        )
-    if main:
-        check_writable(output_dir, "log.output_dir")  # before any work
 
     # ---- the frozen tokenizer; the trainable head; its frozen starting copy as the KL reference
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer_spec(c.tokenizer)
@@ -452,6 +566,10 @@ def run_training(
     ref_policy = policy.reference_copy()
     rewards = load_rewards(c)
     labels, needs = list(rewards), required_needs(rewards.values())
+    for what, nbytes in _largest_allocations(c, tokenizer, needs, world):
+        problem = memory_problem(what, nbytes, device)
+        if problem:
+            raise ConfigError(f"{problem}; lower these settings")
     weights = torch.tensor([s.weight for s in c.active_rewards().values()], device=device)
     stream = VideoStream(
         c.data.source,
@@ -542,8 +660,12 @@ def run_training(
         if first:
             _check_only_head_learns(policy, ref_policy, frozen)
         grad_norm = accelerator.clip_grad_norm_(policy.parameters(), o.max_grad_norm or math.inf)
+        if not (math.isfinite(loss.item()) and math.isfinite(float(grad_norm))):
+            raise Diverged(f"loss {loss.item():.4g}, gradient norm {float(grad_norm):.4g}")
         optimizer.step()
         scheduler.step()
+        if not all(bool(torch.isfinite(p).all()) for p in policy.parameters()):  # the head is small: cheap
+            raise Diverged("the update made the head's weights non-finite")
         return float(grad_norm)
 
     def sampled_step(step: int) -> dict[str, float]:
@@ -621,7 +743,9 @@ def run_training(
             evaluate(0)  # the starting head: what the tuned one is compared with
         desc = "grpo" if fit is None else "fit (enumerated)"
         bar = tqdm(total=c.steps, initial=start, disable=not (progress and main), desc=desc, dynamic_ncols=True)
-        train_metrics: dict[str, float] = {}
+        # the last training line before the checkpoint: the summary of a run resumed at its last step still has it
+        logged = [r for r in log.kept if "loss" in r]
+        train_metrics: dict[str, float] = {k: v for k, v in logged[-1].items() if k != "step"} if logged else {}
         for step in range(start, c.steps):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -665,6 +789,13 @@ def run_training(
                 config=to_dict(c),
             )
             (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            folder.finish(steps=c.steps)
+    except (Diverged, NonFiniteLogits) as error:  # NaN/inf: stop before a bad head is checkpointed
+        log.close()
+        raise TrainingError(
+            f"training diverged at step {step + 1} ({error}) with optim.lr = {c.optim.lr:g}: lower optim.lr "
+            f"(or optim.max_grad_norm); {_kept(output_dir)}"
+        ) from None
     except RewardError as error:  # a plugin raised (or returned a bad value) mid-training
         log.close()
         raise TrainingError(f"{error} (at step {step + 1}); {_kept(output_dir)}") from error

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vaportok_rl.config import ConfigError, describe
 from vaportok_rl.distill import DistillRecipe, load_distill_recipe, run_distill
+from vaportok_rl.trainer import TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--help-config", action="store_true", help="list every config key with type, default, doc")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace what distill writes in an output_dir that holds anything"
+    )
     args = parser.parse_intermixed_args(argv)
     if args.help_config:
         print(describe(DistillRecipe))
@@ -39,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"overrides must look like key=value, got {bad}")
     try:
         recipe = load_distill_recipe(args.recipe, args.overrides)
-        summary = run_distill(recipe, progress=not args.no_progress, resume=args.resume)
+        summary = run_distill(recipe, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as error:  # Ctrl-C: where the run stands, how to resume
+        print(f"vaportok-rl distill: {error}", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError) as error:
         print(f"vaportok-rl distill: error: {error}", file=sys.stderr)
         return 2

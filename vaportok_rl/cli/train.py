@@ -1,4 +1,4 @@
-"""``vaportok-rl train RECIPE [key=value ...] [--resume] [--help-config] [--no-progress]``: GRPO-tune a head.
+"""``vaportok-rl train RECIPE [key=value ...] [--resume | --overwrite] [--help-config] [--no-progress]``: GRPO.
 
 Flags and overrides mix freely (``train R.yaml --resume steps=12``). Every user mistake (a bad key, file, plugin,
 unwritable folder, bad video, a plugin raising mid-training) ends in one line naming it and exit status 2.
@@ -17,11 +17,17 @@ import torch
 from vaportok_rl.config import ConfigError, describe
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.train_config import TrainConfig, load_train_config
-from vaportok_rl.trainer import run_training
+from vaportok_rl.trainer import TrainingInterrupted, run_training
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"vaportok-rl train: warning: {message}", file=sys.stderr)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one line, from rank 0
+        print(f"vaportok-rl train: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/grpo_default.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in log.output_dir")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace what a run writes in a log.output_dir that holds anything"
+    )
     parser.add_argument("--help-config", action="store_true", help="list every config key with type, default, doc")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_intermixed_args(argv)  # flags and overrides mix freely: R.yaml --resume steps=12
@@ -53,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always", RuntimeWarning)
             warnings.showwarning = _one_line_warning  # e.g. "resuming from the newest *readable* checkpoint"
             config = load_train_config(args.recipe, args.overrides)
-            summary = run_training(config, resume=args.resume, progress=not args.no_progress)
+            summary = run_training(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    except TrainingInterrupted as error:  # Ctrl-C: where the run stands, how to resume
+        return _fail(f"{error}", 130)
     except (ConfigError, RewardError) as error:  # TrainingError too: bad file, plugin, unwritable folder
-        print(f"vaportok-rl train: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {error}")
     except OSError as error:  # a disk error outside the training loop (e.g. reading the recipe)
-        print(f"vaportok-rl train: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {error.filename or ''}: {error.strerror or error}")
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -26,6 +26,7 @@ from vaportok_rl.tokenizer.blocks import Block
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.prior import ARPrior
 from vaportok_rl.tokenizer.protocol import Encoded, keep_mask
+from vaportok_rl.tokenizer.protocol import check_clips as check_clip_batch
 
 
 @dataclass
@@ -194,12 +195,17 @@ class Tokenizer(nn.Module):
         )
 
     def check_clips(self, clips: Tensor) -> None:
-        if clips.ndim != 5 or tuple(clips.shape[1:]) != self.clip_shape:
-            raise ValueError(f"clips: expected [N, {', '.join(map(str, self.clip_shape))}], got {tuple(clips.shape)}")
+        """One clear ValueError for clips this tokenizer cannot encode (layout, dtype, value range); see
+        :func:`~vaportok_rl.tokenizer.protocol.check_clips`."""
+        check_clip_batch(clips, self.clip_shape, dtype=self.patch_embed.weight.dtype)
 
     # ---- encoder --------------------------------------------------------------------------------------
     def encode_continuous(self, clips: Tensor) -> Tensor:
-        """clips -> pre-quantisation code vectors u [N, K, code_dim]."""
+        """clips [N, C, T, H, W] float in [0, 1] -> pre-quantisation code vectors u [N, K, code_dim].
+
+        Checked here (not only in ``encode``): pretraining calls this directly, and 0..255 or integer clips
+        would otherwise train or encode garbage without an error."""
+        self.check_clips(clips)
         patches = self.patchify(clips)  # [N, P, E]
         N, P = patches.shape[:2]
         x = torch.cat([self.patch_embed(patches) + self.patch_pos, self.latent_queries.expand(N, -1, -1)], 1)
@@ -234,8 +240,7 @@ class Tokenizer(nn.Module):
     # ---- the FrozenTokenizer protocol -----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, clips: Tensor) -> Encoded:
-        self.check_clips(clips)
-        u = self.encode_continuous(clips)
+        u = self.encode_continuous(clips)  # checks clips
         q, codes, _ = self.vq(u, sample=False)
         return Encoded(latents=self.post_quant(q), codes=codes)
 

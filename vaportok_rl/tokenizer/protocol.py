@@ -13,6 +13,8 @@ Axis letters: N flattened clips, K latent tokens, D latent width, C/T/H/W clip c
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -55,7 +57,8 @@ class FrozenTokenizer(Protocol):
     fingerprint: str  # identifies the weights; exported heads record it
 
     def encode(self, clips: Tensor) -> Encoded:
-        """clips [N, C, T, H, W] in [0, 1] -> Encoded (no grad, deterministic)."""
+        """clips [N, C, T, H, W] float in [0, 1] -> Encoded (no grad, deterministic); :func:`check_clips`
+        rejects anything else with one clear error (``encode_videos`` runs it for every tokenizer)."""
         ...
 
     def decode(self, latents: Tensor, keep: Tensor) -> Tensor:
@@ -77,6 +80,53 @@ def prior_accuracy(correct: Tensor, keep: Tensor) -> Tensor:
     positions = torch.arange(K, device=correct.device)
     retained = positions < keep.unsqueeze(-1)  # [..., K]
     return (correct & retained).sum(-1).float() / keep.float()
+
+
+CLIP_RANGE_TOLERANCE = 0.01
+"""How far outside [0, 1] clip values may stray (resampling overshoot, half-precision rounding) before
+:func:`check_clips` calls them another scale: [0, 255] or [-1, 1] data encode to garbage without an error."""
+
+
+def check_clips(
+    clips: Tensor,
+    clip_shape: Sequence[int],
+    *,
+    name: str = "clips",
+    lead: str = "N",
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Raise one ValueError naming ``name`` unless ``clips`` is [lead..., *clip_shape] float in [0, 1].
+
+    A tokenizer fed the wrong layout, integer pixels or 0..255 floats fails deep inside torch or, worse,
+    encodes garbage silently; this says what was expected instead. ``lead``: the leading axis letters
+    (``"N"`` or ``"B, L"``). ``dtype``: the float dtype the weights need, when they need one. Costs one
+    ``aminmax`` (one sync on an accelerator)."""
+    want = [*(a.strip() for a in lead.split(",")), *map(int, clip_shape)]
+    if clips.ndim != len(want) or tuple(clips.shape[len(want) - len(clip_shape) :]) != tuple(clip_shape):
+        raise ValueError(f"{name}: expected [{', '.join(map(str, want))}], got {tuple(clips.shape)}")
+    if not clips.is_floating_point():
+        raise ValueError(
+            f"{name}: expected a {dtype or 'float'} tensor with values in [0, 1], got dtype {clips.dtype};"
+            f" convert 8-bit pixels with {name}.float() / 255"
+        )
+    if dtype is not None and clips.dtype != dtype:
+        raise ValueError(
+            f"{name}: expected dtype {dtype} (the tokenizer's weights), got {clips.dtype}; convert with"
+            f" {name}.to({dtype})"
+        )
+    if clips.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(clips.detach()))
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{name}: expected float values in [0, 1], got NaN values")
+    if lo < -CLIP_RANGE_TOLERANCE or hi > 1 + CLIP_RANGE_TOLERANCE:
+        if lo >= -CLIP_RANGE_TOLERANCE and 2 < hi <= 255 + CLIP_RANGE_TOLERANCE:
+            hint = f"; 0..255 pixels? divide by 255 ({name} / 255)"
+        elif lo >= -1 - CLIP_RANGE_TOLERANCE and hi <= 1 + CLIP_RANGE_TOLERANCE:
+            hint = f"; [-1, 1] values? map with ({name} + 1) / 2"
+        else:
+            hint = ""
+        raise ValueError(f"{name}: expected float values in [0, 1], got min {lo:g} max {hi:g}{hint}")
 
 
 def keep_mask(keep: Tensor, K: int) -> Tensor:
