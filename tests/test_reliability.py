@@ -499,3 +499,21 @@ def test_ctrl_c_says_where_the_run_stands_and_exits_130(capsys, recipe, tmp_path
     assert len(err.strip().splitlines()) == 1 and "step-000002" in err and "--resume" in err
     monkeypatch.setattr(trainer, "save_checkpoint", real)
     assert train(capsys, recipe, tmp_path / "run", "--resume")[0] == 0
+
+
+def test_torchrun_with_videos_that_do_not_split_is_one_line_from_rank_0(recipe, tmp_path):
+    import subprocess
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH (it comes with torch); cannot start 2 processes")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vaportok_rl.cli", "train", str(recipe)]
+    command += [*TINY, "rollout.videos_per_step=3", f"log.output_dir={tmp_path / 'run'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("vaportok-rl train:")]
+    assert len(ours) == 1 and "videos_per_step: 3" in ours[0] and "2 processes" in ours[0], result.stderr
+    # torchrun's agent reports the failed children with its own ChildFailedError; nothing of ours raised through
+    assert "vaportok_rl/" not in result.stderr and "ConfigError" not in result.stderr
+    assert not (tmp_path / "run").exists()  # before any work

@@ -73,16 +73,24 @@ class TaildropPolicy(nn.Module):
         with torch.no_grad():
             return self.logits(latents).argmax(-1) + 1
 
-    def distribution(self, latents: Tensor, mode: str = "sample", max_keep: Tensor | None = None) -> Categorical:
+    def distribution(
+        self,
+        latents: Tensor | None,
+        mode: str = "sample",
+        max_keep: Tensor | None = None,
+        *,
+        logits: Tensor | None = None,
+    ) -> Categorical:
         """The distribution this policy *acts* with, over j = k - 1 (batch shape [N]).
 
         ``max_keep`` [N] (only for ``"pre_argmax"``) overrides the cut k*: pass the one recorded at sampling
-        time to score an old action on the support it was drawn from.
+        time to score an old action on the support it was drawn from. ``logits`` [N, K], this head's on
+        ``latents`` computed already, saves running the head again (one head pass serves a whole step).
         """
         check_mode(mode)
         if max_keep is not None and mode != "pre_argmax":
             raise ValueError(f"max_keep: only meaningful for mode='pre_argmax', got mode={mode!r}")
-        logits = self.logits(latents)  # [N, K]
+        logits = self.logits(latents) if logits is None else logits  # [N, K]
         if mode == "sample":
             return Categorical(logits=logits)
         if mode == "argmax":
@@ -104,11 +112,13 @@ class TaildropPolicy(nn.Module):
         beyond = torch.arange(K, device=logits.device) >= max_keep.unsqueeze(-1)  # [N, K]
         return logits.masked_fill(beyond, float("-inf"))
 
-    def _scoring_distribution(self, latents: Tensor, mode: str, max_keep: Tensor | None) -> Categorical:
+    def _scoring_distribution(
+        self, latents: Tensor | None, mode: str, max_keep: Tensor | None, logits: Tensor | None
+    ) -> Categorical:
         # "argmax" acts deterministically but is scored under the full softmax (module docstring).
         if check_mode(mode) == "argmax":
-            return self.distribution(latents, "sample")
-        return self.distribution(latents, mode, max_keep)
+            return self.distribution(latents, "sample", logits=logits)
+        return self.distribution(latents, mode, max_keep, logits=logits)
 
     def sample(
         self,
@@ -117,6 +127,8 @@ class TaildropPolicy(nn.Module):
         generator: torch.Generator | None = None,
         num_samples: int | None = None,
         max_keep: Tensor | None = None,
+        *,
+        logits: Tensor | None = None,
     ) -> Tensor:
         """Draw keep counts (no grad): [N] long in 1..K, or [num_samples, N] when ``num_samples`` is given.
 
@@ -126,7 +138,7 @@ class TaildropPolicy(nn.Module):
         if n < 1:
             raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
         with torch.no_grad():
-            probs = self.distribution(latents, mode, max_keep).probs  # [N, K]
+            probs = self.distribution(latents, mode, max_keep, logits=logits).probs  # [N, K]
             if mode == "argmax":
                 j = probs.argmax(-1, keepdim=True).expand(-1, n)  # [N, n]
             else:
@@ -134,18 +146,33 @@ class TaildropPolicy(nn.Module):
         keep = j.T + 1  # [n, N], sample dim first so it broadcasts against batch shape [N] in log_prob
         return keep[0] if num_samples is None else keep
 
-    def log_prob(self, latents: Tensor, keep: Tensor, mode: str = "sample", max_keep: Tensor | None = None) -> Tensor:
+    def log_prob(
+        self,
+        latents: Tensor | None,
+        keep: Tensor,
+        mode: str = "sample",
+        max_keep: Tensor | None = None,
+        *,
+        logits: Tensor | None = None,
+    ) -> Tensor:
         """log P(keep) with grad. keep [N] or [S, N] (S samples per clip, head run once) -> same shape.
 
         In ``"argmax"`` mode this is the full-distribution log-prob (see the module docstring)."""
         K = self.num_latents
         if keep.min() < 1 or keep.max() > K:
             raise ValueError(f"keep: expected values in 1..{K}, got range {int(keep.min())}..{int(keep.max())}")
-        return self._scoring_distribution(latents, mode, max_keep).log_prob(keep - 1)
+        return self._scoring_distribution(latents, mode, max_keep, logits).log_prob(keep - 1)
 
-    def entropy(self, latents: Tensor, mode: str = "sample", max_keep: Tensor | None = None) -> Tensor:
+    def entropy(
+        self,
+        latents: Tensor | None,
+        mode: str = "sample",
+        max_keep: Tensor | None = None,
+        *,
+        logits: Tensor | None = None,
+    ) -> Tensor:
         """[N] entropy of the distribution log_prob scores under (the full one in ``"argmax"`` mode)."""
-        return self._scoring_distribution(latents, mode, max_keep).entropy()
+        return self._scoring_distribution(latents, mode, max_keep, logits).entropy()
 
     def reference_copy(self) -> TaildropPolicy:
         """A frozen deep copy (no grad, eval mode) to anchor the KL term."""

@@ -59,6 +59,8 @@ class Rollout:
     num_latents: int  # K
     mode: str = "sample"  # the policy mode that drew keep; log-probs of this rollout use it
     max_keep: Tensor | None = None  # [B, L] the support cut k* used by mode "pre_argmax", else None
+    logits: Tensor | None = None  # [N, K] the sampling head's logits (no grad): its entropy without another pass
+    ref_logits: Tensor | None = None  # [N, K] the reference head's logits (no grad): the knob KL's anchor
 
     def __post_init__(self) -> None:
         if self.videos.ndim != 6:
@@ -145,15 +147,22 @@ def decode_paths(tokenizer: FrozenTokenizer, encoded: Encoded, keep: Tensor, chu
 
 
 def group_log_prob(
-    policy: TaildropPolicy, latents: Tensor, keep: Tensor, mode: str = "sample", max_keep: Tensor | None = None
+    policy: TaildropPolicy,
+    latents: Tensor | None,
+    keep: Tensor,
+    mode: str = "sample",
+    max_keep: Tensor | None = None,
+    *,
+    logits: Tensor | None = None,
 ) -> Tensor:
     """log P(keep) for every decision: latents [B·L, K, D], keep [B, G, L], max_keep [B, L] -> [B, G, L].
 
-    The head runs once per clip, not once per sample; grad flows if the policy has any."""
+    The head runs once per clip, not once per sample (not at all when its ``logits`` [B·L, K] are given); grad
+    flows if the policy has any."""
     B, G, L = keep.shape
     keep_gn = rearrange(keep, "b g l -> g (b l)")  # [G, N], sample dim first, batch shape [N]
     max_keep_n = None if max_keep is None else rearrange(max_keep, "b l -> (b l)")  # [N]
-    logp = policy.log_prob(latents, keep_gn, mode, max_keep_n)  # [G, N]
+    logp = policy.log_prob(latents, keep_gn, mode, max_keep_n, logits=logits)  # [G, N]
     return rearrange(logp, "g (b l) -> b g l", b=B)
 
 
@@ -200,32 +209,36 @@ def collect_rollout(
         raise ValueError(f"encoded: expected B·L = {B}·{L} = {B * L} clips, got {len(encoded)}")
     latents = encoded.latents  # [N, K, D]
 
+    # ---- one pass of each head serves the whole rollout: sampling, old and reference log-probs
+    with torch.no_grad():
+        logits, ref_logits = policy.logits(latents), ref_policy.logits(latents)  # [N, K] each
     # ---- sample G paths per video; pre_argmax fixes its support cut now so every later log-prob shares it
-    max_keep_n = policy.argmax_keep(latents) if mode == "pre_argmax" else None  # [N]
+    max_keep_n = logits.argmax(-1) + 1 if mode == "pre_argmax" else None  # [N]
     if isinstance(generator, Sequence):
         if len(generator) != B:
             raise ValueError(f"generator: expected one generator per video (B = {B}), got {len(generator)}")
         keep_gn = torch.cat(
             [
                 policy.sample(
-                    latents[b * L : (b + 1) * L],
+                    None,
                     mode,
                     video_generator,
                     num_samples=G,
                     max_keep=None if max_keep_n is None else max_keep_n[b * L : (b + 1) * L],
+                    logits=logits[b * L : (b + 1) * L],
                 )
                 for b, video_generator in enumerate(generator)
             ],
             dim=-1,
         )  # [G, N]
     else:
-        keep_gn = policy.sample(latents, mode, generator, num_samples=G, max_keep=max_keep_n)  # [G, N]
+        keep_gn = policy.sample(None, mode, generator, num_samples=G, max_keep=max_keep_n, logits=logits)  # [G, N]
     keep = rearrange(keep_gn, "g (b l) -> b g l", b=B)  # [B, G, L]
     max_keep = None if max_keep_n is None else rearrange(max_keep_n, "(b l) -> b l", b=B)  # [B, L]
 
     with torch.no_grad():
-        old_logp = group_log_prob(policy, latents, keep, mode, max_keep)  # [B, G, L]
-        ref_logp = group_log_prob(ref_policy, latents, keep, mode, max_keep)  # [B, G, L]
+        old_logp = group_log_prob(policy, None, keep, mode, max_keep, logits=logits)  # [B, G, L]
+        ref_logp = group_log_prob(ref_policy, None, keep, mode, max_keep, logits=ref_logits)  # [B, G, L]
         sc, tc = complexity(videos)  # [B, L] each
 
     reconstructions = decode_paths(tokenizer, encoded, keep, decode_chunk) if "reconstructions" in needs else None
@@ -253,4 +266,6 @@ def collect_rollout(
         num_latents=K,
         mode=mode,
         max_keep=max_keep,
+        logits=logits,
+        ref_logits=ref_logits,
     )

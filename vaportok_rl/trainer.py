@@ -210,18 +210,16 @@ def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHe
 
 class PathScorer(nn.Module):
     """What DDP wraps: forward = the log-probs [B, G, L] of a rollout's decisions under the policy, with grad, and
-    the head's logits [B·L, K] when ``with_logits`` (for the knob KL). (Going through DDP's forward is what makes
-    backward all-reduce the gradients.)"""
+    the head's logits [B·L, K] they come from (the knob KL reads them: one head pass per μ pass). (Going through
+    DDP's forward is what makes backward all-reduce the gradients.)"""
 
     def __init__(self, policy: TaildropPolicy, mode: str):
         super().__init__()
         self.policy, self.mode = policy, mode
 
-    def forward(
-        self, latents: Tensor, keep: Tensor, max_keep: Tensor | None = None, with_logits: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        logp = group_log_prob(self.policy, latents, keep, self.mode, max_keep)
-        return logp, self.policy.logits(latents) if with_logits else None
+    def forward(self, latents: Tensor, keep: Tensor, max_keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logits = self.policy.logits(latents)  # [B·L, K]
+        return group_log_prob(self.policy, None, keep, self.mode, max_keep, logits=logits), logits
 
 
 # =============================================================================================== rewards
@@ -257,6 +255,8 @@ def gather_rollout(accelerator: Accelerator, rollout: Rollout) -> Rollout:
         old_logp=cat(rollout.old_logp),
         ref_logp=cat(rollout.ref_logp),
         max_keep=cat(rollout.max_keep),
+        logits=cat(rollout.logits),
+        ref_logits=cat(rollout.ref_logits),
     )
 
 
@@ -679,17 +679,16 @@ def _train(
             R = score(rewards, everyone, g.credit)  # [B, G, R] or [B, G, L, R]
             advantages = compute_advantages(R, weights, **advantage_kwargs)[mine.start : mine.stop]  # [B/P, G, (L)]
             max_keep = None if rollout.max_keep is None else rearrange(rollout.max_keep, "b l -> (b l)")
-            entropy = policy.entropy(rollout.encoded.latents, c.rollout.mode, max_keep).mean()  # exact
+            entropy = policy.entropy(None, c.rollout.mode, max_keep, logits=rollout.logits).mean()  # exact
             leash = bool(g.knob_beta and g.knob_tilts)
-            ref_logits = ref_policy.logits(rollout.encoded.latents) if leash else None  # [B/P·L, K]
 
         # ---- 3. μ optimisation passes over the rollout; only the head's parameters have gradients
         sums: dict[str, float] = {}
         for _ in range(g.num_iterations):
-            logp, logits = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep, leash)  # [B/P, G, L]
+            logp, logits = scorer(rollout.encoded.latents, rollout.keep, rollout.max_keep)  # [B/P, G, L], [B/P·L, K]
             loss, metrics = grpo_loss(logp, rollout.old_logp, rollout.ref_logp, advantages, **loss_kwargs)
             if leash:  # the knob KL: the other operating points stay where the starting head had them
-                kl = knob_kl(logits, ref_logits, g.knob_tilts)
+                kl = knob_kl(logits, rollout.ref_logits, g.knob_tilts)
                 loss, metrics = loss + g.knob_beta * kl, {**metrics, "knob_kl": kl.item()}
             grad_norm = update(loss, step == start)
             for key, value in {"loss": loss.item(), **metrics, "grad_norm": grad_norm}.items():
