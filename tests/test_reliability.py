@@ -137,13 +137,19 @@ def test_unwritable_output_dir_fails_before_any_work(capsys, recipe, tmp_path, m
     assert_one_clear_line(code, err, "log.output_dir", "a_file", "not writable")
 
 
-def test_disk_error_mid_training_is_one_line_and_keeps_the_last_checkpoint(capsys, recipe, tmp_path, monkeypatch):
+@pytest.mark.parametrize("safetensors_error", [False, True])  # safetensors reports a full disk as its own error
+def test_disk_error_mid_training_is_one_line_and_keeps_the_last_checkpoint(
+    capsys, recipe, tmp_path, monkeypatch, safetensors_error
+):
     import vaportok_rl.trainer as trainer
+    from safetensors import SafetensorError
 
     real, calls = trainer.save_checkpoint, []
 
     def full_disk(path, *args, **kwargs):
         calls.append(path)
+        if len(calls) == 2 and safetensors_error:
+            raise SafetensorError(f"Error while serializing: I/O error: No space left on device (os error 28) {path}")
         if len(calls) == 2:
             raise OSError(28, "No space left on device", str(path))
         return real(path, *args, **kwargs)

@@ -64,6 +64,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from einops import rearrange
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -798,9 +799,9 @@ def _train(
     except RewardError as error:  # a plugin raised (or returned a bad value) mid-training
         log.close()
         raise TrainingError(f"{error} (at step {step + 1}); {_kept(output_dir)}") from error
-    except OSError as error:  # a full disk, a folder made read-only mid-run, ...
+    except (OSError, SafetensorError) as error:  # a full disk (safetensors reports it as its own error), ...
         log.close()
-        where = error.filename or output_dir
+        where = getattr(error, "filename", None) or output_dir
         last = history[-1] if history else {}
         numbers = (
             f"; last held-out eval (step {last['step']}): reward {last['eval/reward']:.4g}, argmax tokens "
@@ -809,7 +810,8 @@ def _train(
             else ""
         )
         raise TrainingError(
-            f"log.output_dir {output_dir}: cannot write {where} at step {step + 1} ({error.strerror or error}); "
+            f"log.output_dir {output_dir}: cannot write {where} at step {step + 1} "
+            f"({getattr(error, 'strerror', None) or error}); "
             f"{_kept(output_dir)}{numbers}"
         ) from error
     log.close()

@@ -9,6 +9,15 @@ The recipe (see recipes/pretrain_tiny.yaml), in order:
   3. alongside, once codes exist: the AR prior on retained tokens, and the taildrop head towards a Gaussian
      prior over k centred by the clip's spatial/temporal complexity, KL(P || prior).
 Checkpoints are atomic and carry model, optimizer, RNG and data position, so ``--resume`` continues exactly.
+
+The output folder (``log.output_dir``) is claimed before any work (vaportok_rl.run_folder): it records the run in
+``vaportok-run.json`` and refuses a folder holding a user's files, another kind of run or a finished pretraining
+unless ``overwrite`` (which replaces only :data:`PRETRAIN_FILES`), and a second process while one writes it. The run
+writes ``checkpoint/`` (atomic), ``metrics.jsonl`` (one line per step; on resume the lines past the checkpoint's
+step, left by a killed run, are dropped, so a resumed log equals an uninterrupted one) and, at the end,
+``tokenizer.safetensors`` (atomic), then marks the folder finished. A full disk or an unwritable file is a
+:class:`PretrainError` naming the file and the step, the previous checkpoint kept; Ctrl-C is a
+:class:`PretrainInterrupted` saying which checkpoint a ``--resume`` continues from.
 """
 
 from __future__ import annotations
@@ -21,12 +30,46 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from vaportok_rl import complexity as cx
-from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from vaportok_rl.checkpoint import (
+    atomic_write_file,
+    flatten_state,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_state,
+)
+from vaportok_rl.config import ConfigError, check_number, to_dict
+from vaportok_rl.run_folder import RECORD, RunFolder, claim, read_record
+from vaportok_rl.tokenizer.default import save_tokenizer
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
 from vaportok_rl.tokenizer.protocol import keep_mask
+
+KIND = "pretrain"
+"""The kind of run recorded in the output folder's vaportok-run.json."""
+CHECKPOINT = "checkpoint"
+METRICS_FILE = "metrics.jsonl"
+TOKENIZER_FILE = "tokenizer.safetensors"
+PRETRAIN_FILES = (CHECKPOINT, METRICS_FILE, TOKENIZER_FILE)
+"""What a pretraining run writes in log.output_dir (what --overwrite may replace there)."""
+
+
+class PretrainError(ConfigError):
+    """A pretraining run that cannot start or go on because of its inputs or its environment (an unreadable or
+    mismatched checkpoint, a full disk): the message names the file, key and step; the CLI prints it on one line and
+    exits with status 2. What was computed before (the last checkpoint, metrics) is kept."""
+
+
+class PretrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C during pretraining: the message says where the run stands and how to resume (the CLI exits with
+    status 130). A KeyboardInterrupt, so code that stops on Ctrl-C still does."""
+
+
+def _at_least(key: str, value: int, low: int, meaning: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{key}: expected an integer >= {low}{meaning}, got {value!r}")
 
 
 @dataclass
@@ -118,12 +161,20 @@ class PretrainOptimConfig:
     """torch.set_num_threads for the run."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"steps/batch_size: expected >= 1 / >= 2, got {self.steps} / {self.batch_size}")
-        if not 0 <= self.init_whiten <= 1:
-            raise ValueError(f"init_whiten: expected an exponent in [0, 1], got {self.init_whiten}")
-        if not 0 <= self.full_keep_prob <= 1:
-            raise ValueError(f"full_keep_prob: expected a probability in [0, 1], got {self.full_keep_prob}")
+        _at_least("optim.steps", self.steps, 1)
+        _at_least("optim.batch_size", self.batch_size, 2)
+        for name in ("lr_warmup_steps", "quant_warmup_steps", "quant_ramp_steps", "prior_steps"):
+            _at_least(f"optim.{name}", getattr(self, name), 0)
+        for name in ("init_coefs_per_token", "init_first_tokens", "init_coefs_first"):
+            _at_least(f"optim.{name}", getattr(self, name), 0)
+        _at_least("optim.dead_code_every", self.dead_code_every, 0, " (0 = never)")
+        _at_least("optim.threads", self.threads, 1)
+        for name in ("lr", "max_grad_norm", "head_sigma", "init_scale", "prior_lr"):  # rates, norms, divisors
+            check_number(f"optim.{name}", getattr(self, name), low=0, low_open=True)
+        for name in ("weight_decay", "commit_weight", "prior_weight", "head_weight", "skip_lr_scale"):
+            check_number(f"optim.{name}", getattr(self, name), low=0)
+        for name in ("full_keep_prob", "head_min_center", "head_max_center", "init_whiten"):  # shares of 1 or of K
+            check_number(f"optim.{name}", getattr(self, name), low=0, high=1)
 
 
 @dataclass
@@ -133,11 +184,17 @@ class PretrainLogConfig:
     output_dir: str = "runs/pretrain"
     """Folder for checkpoints, metrics.jsonl and the exported tokenizer."""
     eval_every: int = 250
-    """Evaluate PSNR at k = K/16 .. K on held-out clips every this many steps."""
+    """Evaluate PSNR at k = K/16 .. K on held-out clips every this many steps and after the last; 0 = only after
+    the last."""
     eval_clips: int = 64
     """Held-out clips used by the in-training evaluation."""
     checkpoint_every: int = 250
-    """Write an atomic checkpoint every this many steps."""
+    """Write an atomic checkpoint every this many steps and after the last; 0 = only after the last."""
+
+    def __post_init__(self) -> None:
+        _at_least("log.eval_every", self.eval_every, 0, " (0 = only after the last step)")
+        _at_least("log.checkpoint_every", self.checkpoint_every, 0, " (0 = only after the last step)")
+        _at_least("log.eval_clips", self.eval_clips, 1)
 
 
 @dataclass
@@ -154,6 +211,21 @@ class PretrainConfig:
     """Logging and checkpoints."""
     seed: int = 0
     """Seed of initialisation and of every random draw in training."""
+
+    def __post_init__(self) -> None:
+        o, m = self.optim, self.model
+        used = {  # which of the two counts some token starts with (none without a skip path)
+            "init_coefs_first": m.skip_rank > 0 and o.init_first_tokens > 0,
+            "init_coefs_per_token": m.skip_rank > 0 and o.init_first_tokens < m.num_latents,
+        }
+        code_dim = m.code_dim
+        for name in ("init_coefs_per_token", "init_coefs_first"):
+            value = getattr(o, name)
+            if used[name] and value + 1 > code_dim:  # the coefficients and a constant component share a code vector
+                raise ValueError(
+                    f"optim.{name}: expected at most model.code_dim - 1 = {code_dim - 1} coefficients per token "
+                    f"(one component of each code vector is a constant), got {value}"
+                )
 
 
 # ---- pieces ---------------------------------------------------------------------------------------------
@@ -363,6 +435,7 @@ class Pretrainer:
         K, V = m.num_latents, m.codebook_size
         self.code_last_used = torch.zeros(V, dtype=torch.long)
         self.ks = sorted({max(1, K // 16), K // 8, K // 4, K // 2, K})
+        self.tokenizer_path: Path | None = None  # where run_pretrain wrote the tokenizer
 
     # one optimisation step ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -449,14 +522,10 @@ class Pretrainer:
     def tokenizer_metadata(self) -> dict:
         """What the tokenizer file records beside its weights: the complexity statistics the head's prior was
         centred with, and the training pool (tokenizer-report fits its PCA floor on the same pool)."""
-        from vaportok_rl.config import to_dict
-
         return {**self.stats, "data": to_dict(self.config.data)}
 
     # checkpoints -------------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        from vaportok_rl.config import to_dict
-
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_skeleton = flatten_state("optim", self.optimizer.state_dict(), tensors)
         tensors["rng.generator"] = self.generator.get_state()
@@ -466,7 +535,9 @@ class Pretrainer:
         save_checkpoint(path, tensors, meta)
 
     def load(self, path: Path) -> None:
-        tensors, meta = load_checkpoint(path)
+        self.load_state(*load_checkpoint(path))
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.optimizer.load_state_dict(unflatten_state(meta["optim"], tensors))
         self.generator.set_state(tensors["rng.generator"])
@@ -475,38 +546,172 @@ class Pretrainer:
         self.step, self.stats = meta["step"], meta["stats"]
 
 
-def run_pretrain(config: PretrainConfig, *, resume: bool = False, progress: bool = True) -> Pretrainer:
+def run_pretrain(
+    config: PretrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> Pretrainer:
+    """Run the recipe into ``log.output_dir`` (see the module docstring): claim the folder, train (from its
+    checkpoint with ``resume``; a folder without one starts afresh), run the prior-only stage, write
+    ``tokenizer.safetensors`` and mark the folder finished. ``overwrite`` replaces what an earlier run (or the user)
+    left there of :data:`PRETRAIN_FILES`. Raises RunFolderError / :class:`PretrainError` (one line each) and
+    :class:`PretrainInterrupted` on Ctrl-C."""
+    folder, state = claim_output(config, resume=resume, overwrite=overwrite)
+    try:
+        return _run(config, folder, state, progress)
+    finally:
+        folder.release()
+
+
+def claim_output(
+    config: PretrainConfig, *, resume: bool, overwrite: bool
+) -> tuple[RunFolder, tuple[dict[str, torch.Tensor], dict] | None]:
+    """Claim ``log.output_dir`` (vaportok_rl.run_folder); also returns the checkpoint the run continues (None: a
+    fresh start). ``resume`` continues the folder's checkpoint; without one it is a fresh start, claimed as such (so
+    a folder of the user's files is refused either way). A finished run is resumed only to train past its last
+    step. The checkpoint is checked before the folder is claimed: a refused resume leaves its record as it was."""
+    out = Path(config.log.output_dir)
+    if resume and overwrite:
+        raise PretrainError(f"log.output_dir {out}: --resume continues a run and --overwrite replaces it; pass one")
+    previous = read_record(out) or {}
+    if resume and previous.get("kind") == KIND and previous.get("status") == "finished":
+        done = int(previous.get("steps", 0))
+        if config.optim.steps <= done:
+            raise PretrainError(
+                f"--resume: log.output_dir {out} holds a pretraining run that finished at step {done}; nothing to "
+                f"resume at optim.steps={config.optim.steps}: pass optim.steps=N with N > {done} to train on, or "
+                f"--overwrite (without --resume) to start over"
+            )
+    resume = resume and (out / CHECKPOINT).is_dir() and any((out / CHECKPOINT).iterdir())
+    state = _resume_state(config, out / CHECKPOINT) if resume else None
+    folder = claim(
+        out, KIND, writes=PRETRAIN_FILES, resume=resume, overwrite=overwrite, what="log.output_dir",
+        resumable=(CHECKPOINT,), steps=config.optim.steps,
+    )  # fmt: skip
+    return folder, state
+
+
+def _resume_state(config: PretrainConfig, ckpt: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The checkpoint's tensors and meta, checked against ``config``: only optim.steps, optim.threads and log.*
+    may change when resuming, and the checkpoint may not lie past optim.steps."""
+    try:
+        tensors, meta = load_checkpoint(ckpt)
+        step, saved = int(meta["step"]), _flat(meta["config"])
+    except Exception as error:  # truncated safetensors / JSON, missing entries
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise PretrainError(
+            f"--resume: checkpoint {ckpt} is unreadable ({type(error).__name__}: {first}); pass --overwrite "
+            f"(without --resume) to start over"
+        ) from None
+    now = _flat(json.loads(json.dumps(to_dict(config))))  # tuples as lists, as the checkpoint holds them
+    free = ("optim.steps", "optim.threads")
+    changed = [k for k in sorted(set(saved) | set(now)) if not k.startswith("log.") and k not in free
+               and saved.get(k) != now.get(k)]  # fmt: skip
+    if changed:
+        shown = ", ".join(f"{k}={saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        raise PretrainError(
+            f"--resume: the config differs from the checkpoint's ({ckpt}) in {shown}"
+            f"{f' and {len(changed) - 4} more' if len(changed) > 4 else ''}; only optim.steps, optim.threads and "
+            f"log.* may change when resuming"
+        )
+    if step > config.optim.steps:
+        raise PretrainError(
+            f"--resume: the checkpoint ({ckpt}) is at step {step}, past optim.steps={config.optim.steps}; pass "
+            f"optim.steps={step} or more (a run cannot be shortened after the fact)"
+        )
+    return tensors, meta
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def metrics_up_to(path: Path, step: int | None) -> str:
+    """What a resumed run keeps of ``metrics.jsonl``: the main loop's lines up to the checkpoint's ``step`` (a
+    killed run's lines past it are redone, its partial last line and its prior-stage line dropped), as written.
+    None (a fresh start) keeps nothing."""
+    if step is None or not path.is_file():
+        return ""
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (
+            isinstance(row, dict)
+            and isinstance(row.get("step"), int)
+            and row["step"] <= step
+            and "prior_stage_steps" not in row
+        ):
+            kept.append(line + "\n")
+    return "".join(kept)
+
+
+def _kept(ckpt: Path, step: int | None) -> str:
+    if step is None:
+        return "no checkpoint was written yet: re-run the same command to start over"
+    return f"the last checkpoint ({ckpt}, step {step}) is kept: re-run the same command with --resume to continue"
+
+
+def _run(config: PretrainConfig, folder: RunFolder, state: tuple | None, progress: bool) -> Pretrainer:
     torch.set_num_threads(config.optim.threads)
     torch.set_flush_denormal(True)  # denormal Adam moments of the zero-initialised skip path cost 10x on CPU
-    out = Path(config.log.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Pretrainer(config)
-    ckpt = out / "checkpoint"
-    if resume and ckpt.exists():
-        trainer.load(ckpt)
-    metrics_file = (out / "metrics.jsonl").open("a")
-    bar = tqdm(total=config.optim.steps, initial=trainer.step, disable=not progress, desc="pretrain")
-    t0 = time.time()
-    while trainer.step < config.optim.steps:
-        row = trainer.train_step()
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", mix=f"{row['quant_mix']:.2f}")
-        log = config.log
-        if trainer.step % log.eval_every == 0 or trainer.step == config.optim.steps:
-            row["psnr"] = {
-                str(k): round(v, 3) for k, v in psnr_per_k(trainer.model, trainer.evalset, trainer.ks).items()
-            }
-            row["elapsed_s"] = round(time.time() - t0, 1)
-            bar.write(json.dumps(row["psnr"]))
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-        if trainer.step % log.checkpoint_every == 0 or trainer.step == config.optim.steps:
-            trainer.save(ckpt)
-    bar.close()
-    if config.optim.prior_steps:
-        ce = train_prior(trainer.model, trainer.pool, config.optim, trainer.generator)
-        metrics_file.write(
-            json.dumps({"step": trainer.step, "prior_stage_steps": config.optim.prior_steps, "prior_ce": ce}) + "\n"
-        )
-    metrics_file.close()
+    out, log, steps = folder.path, config.log, config.optim.steps
+    ckpt, metrics_path, tokenizer_path = out / CHECKPOINT, out / METRICS_FILE, out / TOKENIZER_FILE
+    saved, step, writing = None, 0, metrics_path  # the checkpoint's step on disk; the step; the file being written
+    try:
+        trainer = Pretrainer(config)
+        if state is not None:
+            trainer.load_state(*state)
+            saved = step = trainer.step
+        try:
+            text = metrics_up_to(metrics_path, saved)
+            atomic_write_file(metrics_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            with metrics_path.open("a", encoding="utf-8") as metrics_file:
+                bar = tqdm(total=steps, initial=trainer.step, disable=not progress, desc="pretrain")
+                t0 = time.time()
+                try:
+                    while trainer.step < steps:
+                        row = trainer.train_step()
+                        step = trainer.step
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{row['loss']:.4f}", mix=f"{row['quant_mix']:.2f}")
+                        if (log.eval_every and step % log.eval_every == 0) or step == steps:
+                            psnr = psnr_per_k(trainer.model, trainer.evalset, trainer.ks)
+                            row["psnr"] = {str(k): round(v, 3) for k, v in psnr.items()}
+                            row["elapsed_s"] = round(time.time() - t0, 1)
+                            bar.write(json.dumps(row["psnr"]))
+                        writing = metrics_path
+                        metrics_file.write(json.dumps(row) + "\n")
+                        metrics_file.flush()
+                        if (log.checkpoint_every and step % log.checkpoint_every == 0) or step == steps:
+                            writing = ckpt
+                            trainer.save(ckpt)
+                            saved = step
+                finally:
+                    bar.close()
+                if config.optim.prior_steps:
+                    ce = train_prior(trainer.model, trainer.pool, config.optim, trainer.generator)
+                    writing = metrics_path
+                    row = {"step": trainer.step, "prior_stage_steps": config.optim.prior_steps, "prior_ce": ce}
+                    metrics_file.write(json.dumps(row) + "\n")
+                    metrics_file.flush()
+            writing = tokenizer_path
+            save_tokenizer(trainer.model, tokenizer_path, extra=trainer.tokenizer_metadata())
+            trainer.tokenizer_path, writing = tokenizer_path, out / RECORD
+            folder.finish(steps=steps, fingerprint=trainer.model.fingerprint)
+        except (OSError, SafetensorError) as error:  # a full disk, a file or folder made read-only mid-run
+            if isinstance(error, SafetensorError) and "I/O error" not in str(error):
+                raise
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise PretrainError(
+                f"log.output_dir {out}: cannot write {writing} after step {step} ({reason}); {_kept(ckpt, saved)}"
+            ) from error
+    except KeyboardInterrupt:
+        raise PretrainInterrupted(f"interrupted (Ctrl-C) after step {step} of {steps}; {_kept(ckpt, saved)}") from None
     return trainer
