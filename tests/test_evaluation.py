@@ -364,7 +364,7 @@ def test_eval_budgets_option_sets_the_sweep_and_is_checked(tiny_path, tmp_path, 
     report = json.loads(stdout)
     assert report["sweep"]["budgets"] == [2.0, 5.5] == report["rate_quality"]["budgets"]
     assert [len(c) for c in report["rate_quality"]["curves"].values()] == [2] * len(report["rate_quality"]["curves"])
-    rc, _, stderr = run_cli([*base, "--budgets", 2, 99], capsys)
+    rc, _, stderr = run_cli([*base, "--budgets", 2, 99, "--out", tmp_path / "o2"], capsys)  # o holds a report
     assert rc == 2 and "--budgets" in stderr and "99" in stderr and "Traceback" not in stderr
 
 

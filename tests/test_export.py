@@ -6,6 +6,7 @@ conftest head and FakeTokenizer; one test exports a real (tiny, 2-step) training
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import warnings
@@ -98,7 +99,8 @@ def assert_same_head(a: TaildropHead, b: TaildropHead) -> None:
 
 def test_export_round_trips_bit_for_bit(run_dir, tmp_path, trained_head):
     out = export_run(run_dir, tmp_path / "export")
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", CONFIG_FILE, WEIGHTS_FILE]
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible == ["README.md", CONFIG_FILE, WEIGHTS_FILE, "vaportok-run.json"]  # + the claim's record
     rng = torch.get_rng_state()
     loaded = TaildropHead.from_pretrained(out, tokenizer=FakeTokenizer())
     assert torch.equal(rng, torch.get_rng_state())  # loading leaves the global RNG alone
@@ -222,20 +224,28 @@ def test_no_pickle_anywhere_in_the_export_path(run_dir, tmp_path, trained_head, 
     assert cli([str(run_dir), "--out", str(tmp_path / "via-cli")]) == 0
 
 
-def test_existing_out_needs_force_and_never_replaces_other_folders(run_dir, tmp_path):
+def test_existing_out_needs_overwrite_and_never_deletes_other_files(run_dir, tmp_path, trained_head):
     out = export_run(run_dir, tmp_path / "export")
-    with pytest.raises(ExportError, match="already exists.*--force"):
-        export_run(run_dir, out)
-    (out / "stale.txt").write_text("from an older export")
-    export_run(run_dir, out, force=True)
-    assert not (out / "stale.txt").exists()
+    export_run(run_dir, out)  # the same head again: its config and card are refreshed
+    other = copy.deepcopy(trained_head)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ExportError, match="finished export.*--overwrite"):
+        save_pretrained(other, out, tokenizer_fingerprint=FakeTokenizer.fingerprint)
+    assert_same_head(load_head(out), trained_head)
+    (out / "notes.txt").write_text("mine")
+    save_pretrained(other, out, tokenizer_fingerprint=FakeTokenizer.fingerprint, overwrite=True)
+    assert_same_head(load_head(out), other)
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite replaces the export's files only
+    export_run(run_dir, out, force=True)  # force: the older name of overwrite
+    assert_same_head(load_head(out), trained_head)
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("...")
-    with pytest.raises(ExportError, match="refusing to replace"):
-        export_run(run_dir, precious, force=True)
-    assert (precious / "thesis.tex").exists()
-    assert cli([str(run_dir), "--out", str(out)]) == 2
+    with pytest.raises(ExportError, match="did not make.*thesis.tex.*--overwrite"):
+        export_run(run_dir, precious)
+    assert sorted(p.name for p in precious.iterdir() if not p.name.startswith(".")) == ["thesis.tex"]
+    assert cli([str(run_dir), "--out", str(precious)]) == 2
 
 
 def test_failed_export_leaves_nothing_behind(run_dir, tmp_path, monkeypatch):

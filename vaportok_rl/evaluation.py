@@ -44,6 +44,7 @@ from vaportok_rl.data import HELDOUT_SEED
 from vaportok_rl.metrics import LPIPSMetric, lpips_features, lpips_to_references, spearman, ssim
 from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.rate_quality import head_logits, rate_quality
+from vaportok_rl.resources import tensor_bytes
 from vaportok_rl.tokenizer.head import TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, prior_accuracy
 
@@ -61,6 +62,7 @@ __all__ = [
     "evaluate",
     "format_table",
     "load_head_spec",
+    "peak_bytes",
     "write_plots",
 ]
 
@@ -116,6 +118,18 @@ def default_budgets(K: int, k_min: int = 1, points: int = 8) -> list[float]:
     """``points`` budgets evenly spaced from ``max(K / 16, k_min)`` to K (rounded to 0.01)."""
     lo = max(K / 16, float(k_min))
     return sorted({round(float(b), 2) for b in np.linspace(lo, K, points)})
+
+
+def peak_bytes(clip_shape: Sequence[int], num_clips: int, num_latents: int, chunk: int = 256) -> int:
+    """About the most memory :func:`evaluate` holds at once for ``num_clips`` clips (to check before loading
+    them): the clips with one clip-sized temporary (complexity), one chunk of decoded grid candidates with their
+    gathered references and differences, and the per-(clip, k) metric tables."""
+    clip = [int(v) for v in clip_shape]
+    candidates = min(int(chunk), int(num_clips) * len(default_k_grid(int(num_latents))))
+    clips = tensor_bytes(2 * int(num_clips), *clip)
+    decoded = tensor_bytes(4 * candidates, *clip)
+    tables = tensor_bytes(int(num_clips), int(num_latents) + 1, 4, dtype=torch.float64)
+    return clips + decoded + tables
 
 
 # ================================================================================================ scorers

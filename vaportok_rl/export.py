@@ -20,8 +20,15 @@ with safetensors, everything else is JSON (and YAML through a safe loader).
 
 ``RUN_DIR`` is a finished ``vaportok-rl train`` folder (``head.safetensors``, ``head_config.json``,
 ``summary.json``, ``config.yaml``) or one of its checkpoints (``RUN_DIR/checkpoints/step-NNNNNN``), to export an
-unfinished run. Folders are written to a temporary sibling and renamed into place, so a crash never leaves a
-half-written export behind.
+unfinished run.
+
+The export folder is claimed (:mod:`vaportok_rl.run_folder`, kind "export") before anything is written: a folder
+holding a user's files, another kind of run or the finished export of *another* head is refused unless
+``overwrite`` (``--overwrite``), which replaces only the export's own files (:data:`EXPORT_FILES`) and leaves the
+rest; exporting the same head again (same weights) refreshes its config and card. Every file is first written
+to a hidden staging folder inside the export folder and renamed into place only when all of them are written,
+so a failure (a full disk) leaves the folder as it was -- no half-written export, and a folder the export
+created itself is removed again.
 
 About the TorchScript file: ``torch.jit.load`` does not use Python's ``pickle`` module. The archive is a zip
 holding the TorchScript source of the traced module (``code/``), raw tensor data and small ``*.pkl`` records in
@@ -37,17 +44,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
-from vaportok_rl.checkpoint import atomic_folder
+from vaportok_rl.run_folder import LOCK, RECORD, RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import TrainedRun, load_head, read_run
 from vaportok_rl.tokenizer.head import (
     CARD_FILE,
@@ -62,11 +72,11 @@ from vaportok_rl.tokenizer.head import (
     build_head,
     config_digest,
     load_export_config,
-    sha256_file,
 )
 
 __all__ = [
     "CONFIG_FILE",
+    "EXPORT_FILES",
     "FORMAT",
     "FORMAT_VERSION",
     "TORCHSCRIPT_FILE",
@@ -82,6 +92,10 @@ __all__ = [
 ]
 
 TORCHSCRIPT_TOLERANCE = 1e-5
+EXPORT_FILES = (WEIGHTS_FILE, TORCHSCRIPT_FILE, CARD_FILE, CONFIG_FILE)
+"""What an export writes in its folder (what --overwrite may replace there), in the order they are moved into
+place: config.json last, so a crash between two renames leaves digests that do not match (an error on load),
+never a silently mixed export."""
 
 
 # =============================================================================================== writing
@@ -150,25 +164,73 @@ def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torc
     return traced
 
 
-@contextlib.contextmanager
-def _atomic_folder(out: Path, force: bool):
-    """Yield a temporary sibling folder; on success it replaces ``out`` (which must be absent, empty, or a previous
-    export and ``force``)."""
-    if out.exists():
-        if not out.is_dir():
-            raise ExportError(f"--out {out}: exists and is not a folder")
-        if any(out.iterdir()):
-            if not force:
-                raise ExportError(
-                    f"--out {out}: already exists and is not empty; pass --force (force=True) to replace it"
-                )
-            if not _is_export(out):
-                raise ExportError(
-                    f"--out {out}: is not empty and does not hold a vaportok-rl head export "
-                    f"({CONFIG_FILE} with format {FORMAT!r}); refusing to replace it even with --force"
-                )
-    with atomic_folder(out) as tmp:
-        yield tmp
+class _Claim:
+    """The export folder, claimed: what it held before, so that a failed export leaves it as it was."""
+
+    def __init__(self, out: Path, head_sha256: str, overwrite: bool):
+        self.out = out
+        self.fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+        record = out / RECORD
+        self.saved_record = record.read_bytes() if record.is_file() else None
+        previous = read_record(out)
+        if previous is not None:
+            same = previous.get("kind") == "export" and previous.get("head_sha256") == head_sha256
+        else:  # an export made before folders were claimed
+            same = _is_export(out) and _export_digest(out) == head_sha256
+        try:  # the old export is replaced file by file once the new one is written: claim removes nothing
+            self.folder: RunFolder = claim(
+                out, "export", writes=(), overwrite=overwrite or same, resumable=(), what="--out",
+                head_sha256=head_sha256,
+            )  # fmt: skip
+        except RunFolderError as error:
+            raise ExportError(str(error)) from None
+
+    def abandon(self) -> None:
+        """The export failed: drop the lock and put the folder back as it was (a folder it made: removed)."""
+        self.folder.release()
+        record = self.out / RECORD
+        with contextlib.suppress(OSError):
+            if self.saved_record is None:
+                record.unlink()
+            else:
+                record.write_bytes(self.saved_record)
+        if self.fresh:
+            with contextlib.suppress(OSError):
+                (self.out / LOCK).unlink()
+            with contextlib.suppress(OSError):
+                self.out.rmdir()  # only when empty
+
+
+def head_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values: the head's identity (safetensors bytes are not
+    one: the order of their header's metadata varies between writes)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _export_digest(folder: Path) -> str | None:
+    """:func:`head_digest` of an export folder's weights (None if they do not read)."""
+    from safetensors.torch import load_file
+
+    try:
+        return head_digest(load_file(str(folder / WEIGHTS_FILE)))
+    except Exception:  # a missing or damaged file: not the same head
+        return None
+
+
+def _move_into_place(staging: Path, out: Path, files: list[str]) -> None:
+    """Rename the staged files over the old ones (config.json last), then drop an old export's files this one
+    does not have (e.g. a TorchScript file)."""
+    for name in EXPORT_FILES:
+        if name in files:
+            os.replace(staging / name, out / name)
+    for name in EXPORT_FILES:
+        if name not in files and (out / name).is_file():
+            (out / name).unlink()
 
 
 def _is_export(folder: Path) -> bool:
@@ -189,53 +251,72 @@ def save_pretrained(
     eval_results: dict | None = None,
     name: str | None = None,
     torchscript: bool = False,
+    overwrite: bool = False,
     force: bool = False,
 ) -> Path:
     """Write ``head`` as an export folder (see the module docstring); returns ``out``.
 
     ``rewards`` is ``{label: {"spec", "weight", "kwargs"}}`` as in a training recipe; ``training`` a free-form
-    summary (e.g. :func:`read_run`'s); ``eval_results`` extra evaluation numbers shown in the model card."""
+    summary (e.g. :func:`read_run`'s); ``eval_results`` extra evaluation numbers shown in the model card.
+    ``overwrite`` replaces the export files in a folder that holds anything else (``force``: its older name).
+    Raises :class:`ExportError` for a folder it may not write; an ``OSError`` (a full disk) leaves the folder as
+    it was."""
     from vaportok_rl import __version__
     from vaportok_rl.policy import check_mode
 
     out = Path(out)
+    overwrite = overwrite or force
     check_mode(sampling_mode)
     if not isinstance(tokenizer_fingerprint, str) or not tokenizer_fingerprint:
         raise ExportError(f"tokenizer_fingerprint: expected a non-empty string, got {tokenizer_fingerprint!r}")
     rewards = rewards or {}
     traced = _trace(copy.deepcopy(head).eval()) if torchscript else None  # checked before anything is written
-    with _atomic_folder(out, force) as tmp:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "library": "vaportok-rl",
-            "library_version": __version__,
-            "architecture": "TaildropHead",
-            "head": dataclasses.asdict(head.config),
-            "temperature": head.config.temperature,
-            "sampling_mode": sampling_mode,
-            "output": "logits [N, K] for latents [N, K, D], already divided by the temperature; index j means "
-            "keep k = j + 1 tokens; softmax gives P(k)",
-            "tokenizer_fingerprint": tokenizer_fingerprint,
-            "reward_weights": {label: spec.get("weight", 1.0) for label, spec in rewards.items()},
-            "rewards": rewards,
-            "training": training or {},
-            "eval": _eval_for_config(eval_results),
-            "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
-            "files": [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([TORCHSCRIPT_FILE] if traced is not None else []),
-        }
-        config = _plain(config)
-        config["config_sha256"] = config_digest(config)  # covers everything above, weights_sha256 included
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-        (tmp / CARD_FILE).write_text(model_card(config, name=name or out.name), encoding="utf-8")
-        if traced is not None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.*deprecated", category=FutureWarning)
-                torch.jit.save(traced, str(tmp / TORCHSCRIPT_FILE))
-        for child in tmp.iterdir():
-            os.chmod(child, 0o644)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    weights = safetensors_bytes(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    weights_sha256 = hashlib.sha256(weights).hexdigest()
+    files = [WEIGHTS_FILE, CONFIG_FILE, CARD_FILE] + ([TORCHSCRIPT_FILE] if traced is not None else [])
+    claimed = _Claim(out, head_digest(tensors), overwrite)  # before anything is written
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out))  # hidden: no reader looks there
+        try:
+            (staging / WEIGHTS_FILE).write_bytes(weights)
+            config = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "library": "vaportok-rl",
+                "library_version": __version__,
+                "architecture": "TaildropHead",
+                "head": dataclasses.asdict(head.config),
+                "temperature": head.config.temperature,
+                "sampling_mode": sampling_mode,
+                "output": "logits [N, K] for latents [N, K, D], already divided by the temperature; index j means "
+                "keep k = j + 1 tokens; softmax gives P(k)",
+                "tokenizer_fingerprint": tokenizer_fingerprint,
+                "reward_weights": {label: spec.get("weight", 1.0) for label, spec in rewards.items()},
+                "rewards": rewards,
+                "training": training or {},
+                "eval": _eval_for_config(eval_results),
+                "weights_sha256": weights_sha256,
+                "files": files,
+            }
+            config = _plain(config)
+            config["config_sha256"] = config_digest(config)  # covers everything above, weights_sha256 included
+            (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+            (staging / CARD_FILE).write_text(model_card(config, name=name or out.name), encoding="utf-8")
+            if traced is not None:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.*deprecated", category=FutureWarning)
+                    torch.jit.save(traced, str(staging / TORCHSCRIPT_FILE))
+            for child in staging.iterdir():
+                os.chmod(child, 0o644)
+            _move_into_place(staging, out, files)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        claimed.folder.finish(files=files)
+    except BaseException:
+        claimed.abandon()
+        raise
+    claimed.folder.release()
     return out
 
 
@@ -244,10 +325,12 @@ def export_run(
     out: str | os.PathLike,
     *,
     torchscript: bool = False,
+    overwrite: bool = False,
     force: bool = False,
     eval_results: dict | None = None,
 ) -> Path:
-    """``vaportok-rl export``: read a run (or checkpoint) folder and write an export folder at ``out``."""
+    """``vaportok-rl export``: read a run (or checkpoint) folder and write an export folder at ``out`` (see
+    :func:`save_pretrained` for ``overwrite``; ``force`` is its older name)."""
     run = read_run(run_dir)
     head = build_head(run.head_config, run.state_dict, f"run folder {run.source}")
     rollout = run.train_config.get("rollout") or {}
@@ -261,7 +344,7 @@ def export_run(
         eval_results=eval_results,
         name=Path(out).name,
         torchscript=torchscript,
-        force=force,
+        overwrite=overwrite or force,
     )
 
 

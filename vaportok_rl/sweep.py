@@ -20,8 +20,15 @@ starts, so a typo in run 7 fails at once, naming the run and the key.
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; a run with a checkpoint resumes
 from it (``run_training(resume=True)``); anything else starts fresh. Killing a sweep therefore loses at most
-the steps of the run in flight since its last checkpoint: re-run the same command. The tokenizer is loaded
-once and shared by all runs.
+the steps of the run in flight since its last checkpoint: re-run the same command. A finished run whose
+summary.json or head no longer reads (a disk error, an edit) is trained again from scratch, saying so in one
+warning line; an unreadable ``sweep_metrics.json`` is recomputed. The tokenizer is loaded once and shared by all
+runs.
+
+The sweep folder is claimed (:mod:`vaportok_rl.run_folder`, kind "sweep") before any run starts: re-running the
+same sweep into it continues it, while a folder that holds anything else (a user's files, a training run, ...)
+is refused unless ``overwrite`` (``--overwrite``: the runs and report files the sweep writes there are removed
+and made again; other files are left alone). Each run's own folder is claimed by ``run_training`` (kind "train").
 
 When the runs are done, the sweep evaluates every run's tuned head (argmax keep counts) on its held-out
 evaluation videos and writes, in the sweep folder:
@@ -49,7 +56,8 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +67,10 @@ import numpy as np
 from vaportok_rl.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
 from vaportok_rl.heldout import evaluate_head
 from vaportok_rl.rewards import RewardError
+from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import checkpoint_dirs, load_head
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
+from vaportok_rl.tokenizer.head import ExportError
 from vaportok_rl.train_config import DEFAULT_REWARDS, LogConfig, SweepConfig, TrainConfig
 from vaportok_rl.trainer import load_rewards, run_training
 
@@ -103,6 +113,8 @@ not compute it): the run's own final held-out evaluation of G sampled paths per 
 
 SUMMARY = "summary.json"
 SWEEP_METRICS = "sweep_metrics.json"
+SWEEP_FILES = ("sweep.json", "results.csv", "rewards.png", "pareto.png", "table.md")
+"""What a sweep writes at the top of its folder, beside one folder per run (what --overwrite may replace)."""
 
 
 class SweepError(ConfigError):
@@ -142,6 +154,22 @@ class SweepRun:
     def resume_step(self) -> int | None:
         found = checkpoint_dirs(self.output_dir)
         return int(found[-1].name.split("-")[1]) if found else None
+
+    def damage(self) -> str | None:
+        """For a finished run: None when its summary.json and head read back, else which file does not and why
+        (the sweep then trains the run again)."""
+        path = self.output_dir / SUMMARY
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            return f"{path} is unreadable ({_reason(error)})"
+        if not isinstance(summary, dict):
+            return f"{path} is not a JSON object"
+        try:
+            load_head(self.output_dir)
+        except Exception as error:  # ExportError naming the file; a truncated safetensors file; ...
+            return f"its head does not load ({_reason(error)})"  # the error names the file
+        return None
 
 
 @dataclass
@@ -277,6 +305,11 @@ def load_sweep(
     return Sweep(recipe=path, base=base_path, root=root, runs=runs, overrides=[*sweep.overrides, *overrides])
 
 
+def _reason(error: BaseException) -> str:
+    text = (getattr(error, "strerror", None) or str(error) or type(error).__name__).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def _config_changes(run: SweepRun) -> list[str]:
     """Top-level config keys in which the run folder's config.yaml differs from the run's config now."""
     saved_path = run.output_dir / "config.yaml"
@@ -310,15 +343,21 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None) -> dict[str, float]:
+def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None, warn=None) -> dict[str, float]:
     """:func:`evaluate_head` of a finished run's tuned head, cached in the run folder's sweep_metrics.json
-    (keyed by the head file's hash, so a re-trained run is re-evaluated)."""
+    (keyed by the head file's hash, so a re-trained run is re-evaluated; an unreadable cache is recomputed,
+    saying so through ``warn``)."""
     cache = run.output_dir / SWEEP_METRICS
     digest = _sha256(run.output_dir / "head.safetensors")
     if cache.is_file():
-        cached = json.loads(cache.read_text())
-        if cached.get("head_sha256") == digest and cached.get("tokenizer_fingerprint") == str(tokenizer.fingerprint):
-            return cached["metrics"]
+        try:
+            cached = json.loads(cache.read_text())
+            fresh = cached.get("head_sha256") == digest
+            fresh = fresh and cached.get("tokenizer_fingerprint") == str(tokenizer.fingerprint)
+            if fresh and isinstance(cached.get("metrics"), dict):
+                return cached["metrics"]
+        except (OSError, ValueError, AttributeError) as error:
+            (warn or _warn)(f"run {run.run_id}: {cache} is unreadable ({_reason(error)}); recomputing it")
     metrics = evaluate_head(load_head(run.output_dir), run.config, tokenizer, lpips_metric)
     record = {"head_sha256": digest, "tokenizer_fingerprint": str(tokenizer.fingerprint), "metrics": metrics}
     cache.write_text(json.dumps(record, indent=1))
@@ -394,8 +433,22 @@ def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def _missing(row: dict) -> list[str]:
-    return [label for label in DEFAULT_REWARDS if not row.get(f"w_{label}")]
+def _reward_labels(rows: list[dict]) -> list[str]:
+    """The rewards the swept runs use: every label with a non-zero weight in some row (the paper's five in their
+    order, then the others in order of appearance). A reward no run uses is no part of the comparison."""
+    seen = [k[2:] for row in rows for k, v in row.items() if k.startswith("w_") and v not in (None, "", 0, 0.0)]
+    seen = list(dict.fromkeys(seen))
+    return [label for label in DEFAULT_REWARDS if label in seen] + [lab for lab in seen if lab not in DEFAULT_REWARDS]
+
+
+def _missing(row: dict, labels: Sequence[str]) -> list[str]:
+    return [label for label in labels if not row.get(f"w_{label}")]
+
+
+def _weights_title(labels: Sequence[str]) -> str:
+    if tuple(labels) == DEFAULT_REWARDS:
+        return "Weights E:P:D:R:G"
+    return "Weights " + ":".join(labels) if labels else "Weights"
 
 
 def _group(rows: list[dict]) -> dict[str, list[dict]]:
@@ -426,22 +479,26 @@ TABLE_METRICS = (
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the runs, averaged over seeds (± sample std when a run has several).
 
-    When some run drops one of the five rewards (weight 0 or null), the first column is the missing reward
-    (the leave-one-out Table 1 analogue, "none" for the full set); otherwise runs are listed by name with their
-    reward weights E:P:D:R:G (efficiency, penalty, diversity, reconstruction, generation)."""
+    The rewards compared are the swept runs' own (:func:`_reward_labels`: those with a non-zero weight in some
+    run). When some run drops one of them (weight 0 or null), the first column is the missing reward (the
+    leave-one-out Table 1 analogue, "none" for the full set); otherwise runs are listed by name with their
+    reward weights (E:P:D:R:G for the paper's efficiency, penalty, diversity, reconstruction, generation; the
+    labels themselves for other reward sets)."""
     groups = _group(rows)
-    leave_out = any(_missing(row) for row in rows)
-    labels = {name: ", ".join(_missing(group[0])) or "none (all five)" for name, group in groups.items()}
+    rewards = _reward_labels(rows)
+    leave_out = any(_missing(row, rewards) for row in rows)
+    everything = "none (all five)" if tuple(rewards) == DEFAULT_REWARDS else f"none (all {len(rewards)})"
+    labels = {name: ", ".join(_missing(group[0], rewards)) or everything for name, group in groups.items()}
     named = not leave_out or len(set(labels.values())) < len(labels)  # the missing reward alone is ambiguous
     header = (["Run"] if named else []) + (["Missing reward"] if leave_out else [])
-    header += [] if leave_out and not named else ["Weights E:P:D:R:G"]
+    header += [] if leave_out and not named else [_weights_title(rewards)]
     header += [title for title, *_ in TABLE_METRICS] + ["Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for name, group in groups.items():
         first = group[0]
         cells = ([name] if named else []) + ([labels[name]] if leave_out else [])
         if not leave_out or named:
-            cells.append(":".join(f"{float(first[f'w_{label}']):g}" for label in DEFAULT_REWARDS))
+            cells.append(":".join(f"{float(first.get(f'w_{label}') or 0):g}" for label in rewards) or "–")
         cells += [_stat([r.get(key) for r in group], fmt, scale) for _, key, fmt, scale in TABLE_METRICS]
         cells.append(str(len(group)))
         lines.append("| " + " | ".join(cells) + " |")
@@ -464,7 +521,7 @@ def write_report(
     sweep: Sweep, rows: list[dict], *, reference: dict | None = None, title: str | None = None
 ) -> dict[str, Path]:
     """results.csv, rewards.png, pareto.png and table.md in the sweep folder, from the finished runs' rows."""
-    from vaportok_rl.plots import pareto, read_metrics, reward_curves
+    from vaportok_rl.plots import FIG3_REWARDS, pareto, read_metrics, reward_curves
 
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
@@ -476,7 +533,9 @@ def write_report(
         if run.run_id in done:
             histories.setdefault(run.name, []).append(read_metrics(run.output_dir)[0])
     out["rewards"] = root / "rewards.png"
-    reward_curves(histories, out["rewards"], title=title)
+    used = _reward_labels(rows)  # the runs' own rewards: Fig. 3's panels for the paper's, else one per reward
+    panels = [label for label in FIG3_REWARDS if label in used] + [lab for lab in used if lab not in DEFAULT_REWARDS]
+    reward_curves(histories, out["rewards"], rewards=panels or FIG3_REWARDS, title=title)
     out["pareto"] = root / "pareto.png"
     pareto(_points(rows), out["pareto"], reference=reference, title=title)
     out["table"] = root / "table.md"
@@ -508,7 +567,7 @@ def describe_runs(sweep: Sweep) -> str:
         if status == "resume":
             status = f"resume from step {run.resume_step()}/{run.config.steps}"
         elif status == "done":
-            status = "done (skipped)"
+            status = "done (skipped)" if run.damage() is None else "done, but unreadable: trained again"
         rows.append([str(i), run.run_id, str(run.seed), status, " ".join(run.overrides) or "-"])
     header = ["#", "RUN", "SEED", "STATUS", "OVERRIDES"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
@@ -522,6 +581,44 @@ def describe_runs(sweep: Sweep) -> str:
     return "\n".join(lines)
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _is_sweep_json(path: Path) -> bool:
+    """A sweep.json written by a sweep (the folder of a sweep made before folders were claimed)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"recipe", "runs"} <= set(data)
+
+
+def claim_sweep_folder(sweep: Sweep, *, overwrite: bool = False) -> RunFolder:
+    """Claim the sweep folder (kind "sweep") before any run starts: a sweep's own folder is continued (finished
+    runs are skipped, a killed one resumes); anything else in it (a user's files, another kind of run) is refused
+    unless ``overwrite``, which removes what the sweep writes there (its report files and run folders) and
+    nothing else. Raises :class:`SweepError`."""
+    root = sweep.root
+    previous = read_record(root)
+    ours = previous.get("kind") == "sweep" if previous is not None else _is_sweep_json(root / "sweep.json")
+    writes = (*SWEEP_FILES, *dict.fromkeys(run.run_id.split("/")[0] for run in sweep.runs))
+    try:
+        return claim(
+            root,
+            "sweep",
+            writes=writes,
+            resume=ours and not overwrite,
+            overwrite=overwrite,
+            what="sweep folder",
+            resumable=(),
+            recipe=str(sweep.recipe),
+            runs=[run.run_id for run in sweep.runs],
+        )
+    except RunFolderError as error:
+        raise SweepError(f"{error} (--output-dir sets the sweep folder)") from None
+
+
 def run_sweep(
     recipe: str | os.PathLike,
     overrides: Sequence[str] = (),
@@ -530,20 +627,36 @@ def run_sweep(
     tokenizer=None,
     progress: bool = True,
     keep_going: bool = False,
+    overwrite: bool = False,
     log=None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run every unfinished run of a sweep recipe, then evaluate all runs and write the report.
 
     ``tokenizer``: an already-built FrozenTokenizer for every run (default: each distinct ``tokenizer`` spec of
     the runs is loaded once). ``keep_going``: a failing run is reported and the sweep goes on (default: the
-    exception propagates; finished runs stay finished, a re-run resumes). ``log``: called with one progress
-    line per run (e.g. ``print``; default: silent). Returns {"sweep", "rows", "failed" (run ids), "errors" ({run id:
-    the failure's traceback text}),
-    "trained", "skipped", "files", "table"}."""
+    exception propagates; finished runs stay finished, a re-run resumes). ``overwrite``: replace what the sweep
+    writes in a sweep folder that holds anything else (:func:`claim_sweep_folder`). ``log``: called with one
+    progress line per run (e.g. ``print``; default: silent); ``warn``: with one line per recovery (a finished
+    run trained again, a cache recomputed; default: a RuntimeWarning). Returns {"sweep", "rows", "failed" (run
+    ids), "errors" ({run id: the failure's traceback text}), "trained", "skipped", "files", "table"}."""
     log = log or (lambda message: None)
+    warn = warn or _warn
     sweep = load_sweep(recipe, overrides, output_dir=output_dir)
+    folder = claim_sweep_folder(sweep, overwrite=overwrite)
+    try:
+        result = _run_claimed(sweep, folder, tokenizer, progress, keep_going, log, warn)
+        if not result["failed"]:
+            folder.finish(runs=len(sweep.runs))
+        return result
+    finally:
+        folder.release()
+
+
+def _run_claimed(
+    sweep: Sweep, folder: RunFolder, tokenizer, progress: bool, keep_going: bool, log, warn
+) -> dict[str, Any]:
     check_run_folders(sweep)
-    sweep.root.mkdir(parents=True, exist_ok=True)
     (sweep.root / "sweep.json").write_text(
         json.dumps(
             {
@@ -591,17 +704,23 @@ def run_sweep(
         for i, run in enumerate(sweep.runs, 1):
             status = run.status()
             head = f"[{i}/{len(sweep.runs)}] {run.run_id}"
-            if status == "done":
+            damage = run.damage() if status == "done" else None
+            if status == "done" and damage is None:
                 log(f"{head}: finished earlier, skipped")
                 skipped.append(run.run_id)
                 continue
-            if status == "resume":
+            if damage is not None:
+                warn(f"run {run.run_id}: {damage}; training it again from scratch in {run.output_dir}")
+            elif status == "resume":
                 log(f"{head}: resuming from step {run.resume_step()}/{run.config.steps} in {run.output_dir}")
             else:
                 log(f"{head}: training {run.config.steps} steps in {run.output_dir}")
             t0 = time.perf_counter()
             try:
-                run_training(run.config, tokenizer=tokenizer_for(run), resume=status == "resume", progress=progress)
+                again = {"overwrite": True} if damage is not None else {}  # only what a run writes in its folder
+                run_training(
+                    run.config, tokenizer=tokenizer_for(run), resume=status == "resume", progress=progress, **again
+                )
             except Exception as error:
                 if not keep_going:
                     raise
@@ -617,7 +736,14 @@ def run_sweep(
     rows, reference, files, table = [], None, {}, ""
     if finished:
         lpips_metric = _LazyLPIPS()
-        rows = [result_row(run, evaluate_run(run, tokenizer_for(run), lpips_metric)) for run in finished]
+        for run in finished:
+            try:
+                rows.append(result_row(run, evaluate_run(run, tokenizer_for(run), lpips_metric, warn)))
+            except (OSError, json.JSONDecodeError, ExportError) as error:  # a finished run's file no longer reads
+                raise SweepError(
+                    f"run {run.run_id} ({run.output_dir}): cannot read its results ({_reason(error)}); "
+                    f"delete that folder and re-run the same command to train it again"
+                ) from None
         reference = _reference_point(finished[0], tokenizer_for(finished[0]), lpips_metric)
         files = write_report(sweep, rows, reference=reference)
         table = files["table"].read_text()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,12 +25,18 @@ from vaportok_rl.evaluation import (
     evaluate,
     format_table,
     load_head_spec,
+    peak_bytes,
     write_plots,
 )
 from vaportok_rl.judge import load_measure, measure_table
+from vaportok_rl.resources import memory_problem, tensor_bytes
 from vaportok_rl.rewards import RewardError
-from vaportok_rl.runs import unwritable_reason
+from vaportok_rl.run_folder import LOCK, RECORD, RunFolder, RunFolderError, claim
+from vaportok_rl.runs import SHIPPED_HEADS
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
+
+EVAL_FILES = ("eval.json", *(f"{name}.png" for name in PLOTS))
+"""What an eval writes in --out (what --overwrite may replace there)."""
 
 
 def _positive_int(option: str):
@@ -103,7 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tokenizer", default="default", help="'default' or a tokenizer .safetensors / run folder")
     p.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
-    p.add_argument("--out", default=None, help="folder for eval.json and the PNG plots (default runs/eval/<data>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for eval.json and the PNG plots (default runs/eval/<head>-<data>[-<measure>]; a folder "
+        "holding another eval's report is refused unless --overwrite)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report and plots of an earlier eval in --out (other files there are left alone)",
+    )
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest metric on CPU)")
     p.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"held-out data seed (default {HELDOUT_SEED})")
     p.add_argument(
@@ -133,6 +150,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_name(data: str) -> str:
     return data if data in SOURCES else (Path(data).resolve().name or "folder")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "x"
+
+
+def _head_name(spec: str) -> str:
+    """A folder name for ``--head``: the shipped name, or the head folder's name (a checkpoint folder:
+    ``<run>-step-NNNNNN``; a file inside a head folder: that folder's)."""
+    if spec in ("pretrained", *SHIPPED_HEADS):
+        return spec
+    path = Path(spec).expanduser().resolve()
+    if path.is_file():
+        path = path.parent
+    if path.parent.name == "checkpoints" and path.parent.parent.name:
+        return f"{path.parent.parent.name}-{path.name}"
+    return path.name or "head"
+
+
+def default_out(args) -> Path:
+    """``runs/eval/<head>-<data>[-<measure>]``: evals of different heads (data, measures) never share a folder."""
+    name = f"{_head_name(args.head)}-{_data_name(args.data)}"
+    if args.measure != "psnr":
+        measure = args.measure.split(":")[-1] if ":" in args.measure else Path(args.measure).stem or args.measure
+        name += f"-{measure}"
+    return Path("runs") / "eval" / _slug(name)
+
+
+def check_device(text: str | None) -> torch.device:
+    """``--device``: a torch device that exists here (default: cuda if available, else cpu), or EvalError."""
+    if text is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise EvalError(f"--device {text}: not a torch device; expected cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise EvalError(f"--device {text}: no CUDA device here; expected cpu (or leave --device out)")
+        if device.index is not None and device.index >= count:
+            raise EvalError(
+                f"--device {text}: this machine has {count} CUDA device(s); expected cpu or cuda:0..cuda:{count - 1}"
+            )
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise EvalError(
+        f"--device {text}: no {device.type} device here; expected cpu"
+        + (" or cuda" if torch.cuda.is_available() else "")
+    )
+
+
+def _check_memory(args, tokenizer: FrozenTokenizer, device: torch.device) -> None:
+    """Refuse an evaluation set whose tensors cannot fit, before any video is loaded or decoded."""
+    videos = args.videos
+    if args.data not in SOURCES and Path(args.data).is_dir():  # a folder gives at most the files it holds
+        from vaportok_rl.data import VideoFolder
+
+        C, T, H, W = tokenizer.clip_shape
+        with contextlib.suppress(ValueError, OSError):
+            videos = min(videos, len(VideoFolder(args.data, clips_per_video=args.clips_per_video, frames=T, size=H)))
+    clips = videos * args.clips_per_video
+    shape = "×".join(str(int(v)) for v in tokenizer.clip_shape)
+    held = f"the evaluation set (--videos {videos} × --clips-per-video {args.clips_per_video} clips of {shape})"
+    peak = peak_bytes(tokenizer.clip_shape, clips, tokenizer.num_latents)
+    checks = [(f"{held} with its decoded candidates", peak, device)]
+    if device.type != "cpu":  # the videos are loaded in RAM before they move to the device
+        checks.append((f"loading {held}", tensor_bytes(clips, *tokenizer.clip_shape), "cpu"))
+    for name, nbytes, where in checks:
+        problem = memory_problem(name, nbytes, where)
+        if problem:
+            raise EvalError(f"{problem}; lower --videos or --clips-per-video")
 
 
 def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
@@ -176,21 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed the message naming the option
         return int(exit_.code or 0)
     say = (lambda msg: print(f"eval: {msg}", file=sys.stderr)) if not args.json else (lambda msg: None)
-    out = Path(args.out) if args.out else Path("runs") / "eval" / _data_name(args.data)
+    out = Path(args.out) if args.out else default_out(args)
+    folder = None
     try:
-        _check_writable(out)  # before any work: an unwritable --out must not cost a whole evaluation
+        device = check_device(args.device)
+        # before any work: an unwritable --out, or one holding another report, must not cost a whole evaluation
+        folder = _claim(out, args)
         from vaportok_rl.tokenizer.default import load_tokenizer
 
         try:
             tokenizer = load_tokenizer(args.tokenizer)
         except (FileNotFoundError, ValueError, OSError) as err:
             raise EvalError(f"--tokenizer: cannot load {args.tokenizer!r}: {err}") from None
-        try:
-            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError as err:
-            raise EvalError(
-                f"--device: {args.device!r} is not a torch device ({err}); expected e.g. cpu or cuda"
-            ) from None
         head = load_head_spec(args.head, tokenizer, force=args.force)
         if isinstance(tokenizer, torch.nn.Module):
             tokenizer.to(device)
@@ -207,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"got {bad[0]:g}"
             )
         measure = _load_measure(args)  # before any work: a bad plugin costs nothing
+        _check_memory(args, tokenizer, device)  # before any video is loaded or decoded
         videos, info = _load_data(args, tokenizer)
         say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
         info["head"] = args.head
@@ -237,9 +327,20 @@ def main(argv: list[str] | None = None) -> int:
                 log=say,
             )
     except EvalError as err:
+        _abandon(folder)
         print(f"vaportok-rl eval: error: {err}", file=sys.stderr)
         return 2
-    # ---- results first (nothing computed is lost if the disk fails), then the files they name
+    except BaseException:
+        _abandon(folder)
+        raise
+    try:
+        return _write(report, out, folder, args)
+    finally:
+        folder.release()
+
+
+def _write(report: dict, out: Path, folder: RunFolder, args) -> int:
+    """Results first (nothing computed is lost if the disk fails), then the files they name."""
     report["plots"] = {name: str(out / f"{name}.png") for name in PLOTS}
     if args.json:
         print(json.dumps(report, indent=1, allow_nan=False), flush=True)
@@ -248,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_plots(report, out)
         (out / "eval.json").write_text(json.dumps(report, indent=1, allow_nan=False))
+        folder.finish()
     except OSError as err:
         print(
             f"vaportok-rl eval: error: --out {out}: cannot write {err.filename or out} ({err.strerror or err}); "
@@ -258,6 +360,41 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"report: {out / 'eval.json'}")
     return 0
+
+
+def _claim(out: Path, args) -> RunFolder:
+    """Claim ``--out`` for this eval (vaportok_rl.run_folder): a user's files, another kind of run or a finished
+    eval there are refused unless ``--overwrite``; an unwritable folder is refused. Before any work."""
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    try:
+        folder = claim(
+            out,
+            "eval",
+            writes=EVAL_FILES,
+            overwrite=args.overwrite,
+            resumable=(),
+            what="--out",
+            head=args.head,
+            data=args.data,
+            measure=args.measure,
+        )
+    except RunFolderError as err:
+        raise EvalError(f"{err}; nothing was evaluated") from None
+    folder.fresh = fresh  # made (or found empty) by this eval: removed again if it fails before writing
+    return folder
+
+
+def _abandon(folder: RunFolder | None) -> None:
+    """An eval that failed before writing its report: drop the lock, and remove a folder it made itself."""
+    if folder is None:
+        return
+    folder.release()
+    if getattr(folder, "fresh", False):
+        for name in (RECORD, LOCK):
+            with contextlib.suppress(OSError):
+                (folder.path / name).unlink()
+        with contextlib.suppress(OSError):
+            folder.path.rmdir()  # only when empty: nothing else is ever removed
 
 
 def _load_measure(args) -> tuple[str, object] | None:
@@ -275,10 +412,3 @@ def _load_measure(args) -> tuple[str, object] | None:
 
 def _cache() -> TableCache:
     return TableCache(default_cache_dir())
-
-
-def _check_writable(out: Path) -> None:
-    """``--out`` can be created and written (a probe file is written and removed), or :class:`EvalError`."""
-    reason = unwritable_reason(out)
-    if reason is not None:
-        raise EvalError(f"--out {out}: not writable ({reason}); nothing was evaluated")

@@ -1,4 +1,5 @@
-"""``vaportok-rl sweep RECIPE [key=value ...] [--dry-run] [--output-dir DIR] [--keep-going] [--no-progress]``."""
+"""``vaportok-rl sweep RECIPE [key=value ...] [--dry-run] [--output-dir DIR] [--overwrite] [--keep-going]
+[--no-progress]``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import traceback
 from vaportok_rl.config import ConfigError
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.sweep import SweepError, check_run_folders, describe_runs, load_sweep, run_sweep
+
+
+def _warn(message: str) -> None:
+    print(f"vaportok-rl sweep: warning: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides for every run")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
     parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the sweep folder holds something other than this sweep (your files, a training run, ...): replace "
+        "what the sweep writes there (its runs and report files) and leave the rest",
+    )
     parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_intermixed_args(argv)  # options may come after the overrides
@@ -41,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output_dir,
             progress=not args.no_progress,
             keep_going=args.keep_going,
+            overwrite=args.overwrite,
             log=print,
+            warn=_warn,
         )
     except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
