@@ -94,8 +94,8 @@ def decode_ratio(tokenizer, B: int, G: int, L: int, repeats: int) -> tuple[float
 
 
 def step_breakdown(tokenizer, steps: int) -> dict[str, float]:
+    from vaportok_rl.train import run_training
     from vaportok_rl.train_config import TrainConfig
-    from vaportok_rl.trainer import run_training
 
     timed = TimedTokenizer(tokenizer)
     clock = HeadClock()
@@ -108,7 +108,7 @@ def step_breakdown(tokenizer, steps: int) -> dict[str, float]:
             [f"steps={steps}", f"log.output_dir={Path(tmp) / 'run'}", "eval.num_videos=0", "log.checkpoint_every=0"],
         )
 
-        import vaportok_rl.trainer as trainer_module
+        import vaportok_rl.train.loop as trainer_module
 
         starting_head = trainer_module.starting_head
 

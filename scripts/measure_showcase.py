@@ -27,8 +27,8 @@ from vaportok_rl.rate_quality import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.savings import savings_record
 from vaportok_rl.tokenizer import load_tokenizer_spec
+from vaportok_rl.train import run_training
 from vaportok_rl.train_config import load_train_config
-from vaportok_rl.trainer import run_training
 
 BUDGETS = [8.0, 16.0, 24.0, 32.0, 48.0, 64.0]
 KEYS = ("tokens", "quality", "tokens_saved", "oracle_saved", "oracle_share")

@@ -16,8 +16,8 @@ from vaportok_rl.config import ConfigError, load_yaml
 from vaportok_rl.distill import load_distill_recipe, run_distill
 from vaportok_rl.grpo import knob_kl
 from vaportok_rl.runs import load_head
+from vaportok_rl.train import run_training
 from vaportok_rl.train_config import load_train_config
-from vaportok_rl.trainer import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOC = [

@@ -24,8 +24,8 @@ from vaportok_rl.enumerated import TableCache, interpolate_log_k, keep_grid, rew
 from vaportok_rl.grpo import group_target
 from vaportok_rl.rewards import load_reward
 from vaportok_rl.runs import load_head
+from vaportok_rl.train import run_training
 from vaportok_rl.train_config import load_train_config
-from vaportok_rl.trainer import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 ENUMERATED = [ALLOC[0], "grpo.groups=enumerated", "grpo.grid_points=4", "data.videos=6"]  # psnr + 0.1 token_cost

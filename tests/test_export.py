@@ -329,8 +329,8 @@ def test_eval_report_table_in_the_model_card(run_dir, tmp_path, trained_head):
 
 def test_a_real_training_run_exports(tmp_path):
     from vaportok_rl.config import load_config
+    from vaportok_rl.train import run_training
     from vaportok_rl.train_config import TrainConfig
-    from vaportok_rl.trainer import run_training
 
     run = tmp_path / "run"
     config = load_config(

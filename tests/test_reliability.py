@@ -130,7 +130,7 @@ def test_bad_file_under_data_source_fails_before_training(capsys, recipe, tmp_pa
 
 def test_unwritable_output_dir_fails_before_any_work(capsys, recipe, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
-    import vaportok_rl.trainer as trainer
+    import vaportok_rl.train.loop as trainer
 
     monkeypatch.setattr(trainer, "load_tokenizer_spec", lambda spec: pytest.fail("work before the check"))
     code, _, err = train(capsys, recipe, tmp_path / "a_file" / "run")
@@ -141,8 +141,9 @@ def test_unwritable_output_dir_fails_before_any_work(capsys, recipe, tmp_path, m
 def test_disk_error_mid_training_is_one_line_and_keeps_the_last_checkpoint(
     capsys, recipe, tmp_path, monkeypatch, safetensors_error
 ):
-    import vaportok_rl.trainer as trainer
     from safetensors import SafetensorError
+
+    import vaportok_rl.train.state as trainer
 
     real, calls = trainer.save_checkpoint, []
 
@@ -409,7 +410,7 @@ def _kill_after_checkpoint(argv: list[str], step: int, cwd: Path) -> int:
 
     code = (
         "import os, signal, sys\n"
-        "import vaportok_rl.trainer as t\n"
+        "import vaportok_rl.train.state as t\n"
         "real = t.save_checkpoint\n"
         "def save(path, *a, **k):\n"
         "    out = real(path, *a, **k)\n"
@@ -490,7 +491,7 @@ def test_world_size_without_a_launcher_is_one_line(capsys, recipe, tmp_path, mon
 
 
 def test_ctrl_c_says_where_the_run_stands_and_exits_130(capsys, recipe, tmp_path, monkeypatch):
-    import vaportok_rl.trainer as trainer
+    import vaportok_rl.train.state as trainer
 
     real = trainer.save_checkpoint
 

@@ -213,7 +213,7 @@ def assert_same_heads(out: Path, reference: Path) -> None:
 
 
 def test_sweep_killed_mid_run_then_rerun_is_bit_exact(tmp_path, two_runs, monkeypatch):
-    import vaportok_rl.trainer as trainer
+    import vaportok_rl.train.state as trainer
 
     recipe, reference = two_runs
     out = tmp_path / "out"

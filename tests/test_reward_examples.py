@@ -199,8 +199,8 @@ def docs_blocks(language: str) -> list[str]:
 def test_docs_plugin_written_outside_the_repo_loads_lists_tests_and_trains(tmp_path, monkeypatch, capsys):
     """docs/rewards.md's snippets, as a reader would use them: the plugin file, the recipe, the test, training."""
     from vaportok_rl.config import load_config, merge
+    from vaportok_rl.train import run_training
     from vaportok_rl.train_config import TrainConfig
-    from vaportok_rl.trainer import run_training
 
     plugin, docs_test = docs_blocks("python")[:2]
     recipe = yaml.safe_load(docs_blocks("yaml")[0])

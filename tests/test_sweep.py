@@ -174,7 +174,7 @@ def test_killed_sweep_process_resumes_only_the_missing_runs(tmp_path, tokenizer_
 
 
 def test_a_crash_in_run_two_stops_the_sweep_and_a_rerun_finishes_it(tmp_path, tokenizer_file, monkeypatch):
-    import vaportok_rl.trainer as trainer
+    import vaportok_rl.train.state as trainer
 
     out = tmp_path / "out"
     recipe = write_recipe(

@@ -22,8 +22,9 @@ from vaportok_rl.config import ConfigError, load_config
 from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rollout import collect_rollout, encode_videos, video_generators
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+from vaportok_rl.train import VideoStream, lr_factor, run_training
+from vaportok_rl.train.step import check_only_head_learns
 from vaportok_rl.train_config import TrainConfig
-from vaportok_rl.trainer import VideoStream, _check_only_head_learns, lr_factor, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SPEC = f"{Path(__file__).with_name('conftest.py')}:FakeTokenizer"
@@ -163,12 +164,12 @@ def test_the_gradient_check_catches_leaks(head):
     for p in policy.parameters():
         p.grad = torch.zeros_like(p)
     with pytest.raises(RuntimeError, match="frozen parameters"):
-        _check_only_head_learns(policy, policy.reference_copy(), [frozen])
+        check_only_head_learns(policy, policy.reference_copy(), [frozen])
     frozen.requires_grad_(False)
-    _check_only_head_learns(policy, policy.reference_copy(), [frozen])
+    check_only_head_learns(policy, policy.reference_copy(), [frozen])
     next(policy.parameters()).grad = None
     with pytest.raises(RuntimeError, match="without gradient"):
-        _check_only_head_learns(policy, policy.reference_copy(), [frozen])
+        check_only_head_learns(policy, policy.reference_copy(), [frozen])
 
 
 RESUME = (

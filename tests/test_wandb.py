@@ -17,8 +17,8 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
+from vaportok_rl.train import run_training  # noqa: E402
 from vaportok_rl.train_config import load_train_config  # noqa: E402
-from vaportok_rl.trainer import run_training  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """``vaportok-rl distill``: the head fitted to the per-clip PSNR oracle at a price per token (EVATok-style router).
 
 Not a second learning path: a distill recipe is a front end for enumerated groups (``grpo.groups: enumerated``
-in :mod:`vaportok_rl.trainer`) with the ``psnr`` and ``token_cost`` plugins, u(k) = PSNR(k) - price·k, β = 0.
+in :mod:`vaportok_rl.train`) with the ``psnr`` and ``token_cost`` plugins, u(k) = PSNR(k) - price·k, β = 0.
 Each clip of the pool is scored on the grid once (cached), and the head is fitted to the Boltzmann targets
 softmax_k(u(k) / temperature) at the recipe's price and at each knob price, so the price knob of
 :mod:`vaportok_rl.budget` moves it along the oracle's own frontier. :func:`distill_config` is the translation;
@@ -18,6 +18,7 @@ from typing import Literal
 
 from vaportok_rl.config import ConfigError, check_number, load_config, to_dict
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
+from vaportok_rl.train import run_training
 from vaportok_rl.train_config import (
     DataConfig,
     EvalConfig,
@@ -29,7 +30,6 @@ from vaportok_rl.train_config import (
     RolloutConfig,
     TrainConfig,
 )
-from vaportok_rl.trainer import run_training
 
 __all__ = ["DistillConfig", "DistillData", "DistillRecipe", "distill_config", "load_distill_recipe", "run_distill"]
 

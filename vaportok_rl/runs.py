@@ -3,7 +3,7 @@
 A run folder (``log.output_dir``) holds::
 
     config.yaml                  the resolved TrainConfig
-    metrics.jsonl                one JSON object per line (see vaportok_rl.trainer)
+    metrics.jsonl                one JSON object per line (see vaportok_rl.train)
     checkpoints/step-NNNNNN/     tensors.safetensors + meta.json (vaportok_rl.checkpoint; atomic, pickle-free)
     summary.json                 initial / final held-out evaluation, last training metrics, timings
     head.safetensors             the tuned head's state dict (written last)
@@ -91,7 +91,7 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
 
 def checkpoint_dirs(output_dir: str | os.PathLike) -> list[Path]:
     """Complete checkpoint folders (both files present) in ``output_dir/checkpoints``, oldest first. Whether
-    their content is readable is checked when they are loaded (see :func:`vaportok_rl.trainer` resume)."""
+    their content is readable is checked when they are loaded (see :mod:`vaportok_rl.train.state`)."""
     root = Path(output_dir) / CHECKPOINTS
     found = [p for p in root.glob("step-*") if (p / META).is_file() and (p / TENSORS).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1)

@@ -71,8 +71,8 @@ from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import checkpoint_dirs, load_head
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.head import ExportError
+from vaportok_rl.train import load_rewards, run_training
 from vaportok_rl.train_config import DEFAULT_REWARDS, LogConfig, SweepConfig, TrainConfig
-from vaportok_rl.trainer import load_rewards, run_training
 
 __all__ = [
     "RESULT_COLUMNS",

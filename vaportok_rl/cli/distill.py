@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vaportok_rl.config import ConfigError, describe
 from vaportok_rl.distill import DistillRecipe, load_distill_recipe, run_distill
-from vaportok_rl.trainer import TrainingInterrupted
+from vaportok_rl.train import TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ import torch
 
 from vaportok_rl.config import ConfigError, describe
 from vaportok_rl.rewards import RewardError
+from vaportok_rl.train import TrainingInterrupted, run_training
 from vaportok_rl.train_config import TrainConfig, load_train_config
-from vaportok_rl.trainer import TrainingInterrupted, run_training
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
