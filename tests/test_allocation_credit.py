@@ -12,10 +12,16 @@ import torch
 
 from vaportok_rl.budget import keep_at_price, keep_for_budget
 from vaportok_rl.grpo import compute_advantages, grpo_loss
+from vaportok_rl.judge import (
+    fixed_tokens_for,
+    oracle_keep,
+    savings_record,
+    search_for_budget,
+    search_keep,
+    tokens_saved,
+)
 from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rollout import decode_paths, encode_videos
-from vaportok_rl.savings import fixed_tokens_for, oracle_keep, savings_record, tokens_saved
-from vaportok_rl.search import search_for_budget, search_keep
 from vaportok_rl.target_fit import TargetFit, price_targets
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 

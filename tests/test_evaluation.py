@@ -16,11 +16,12 @@ import pytest
 import torch
 from conftest import TINY_TOKENIZER
 
-from vaportok_rl import evaluation as ev
+from vaportok_rl import judge as ev
 from vaportok_rl.allocators import allocate
 from vaportok_rl.cli.eval import main as eval_cli
 from vaportok_rl.data import write_video
-from vaportok_rl.evaluation import (
+from vaportok_rl.judge import (
+    CURVE_KEYS,
     CandidateMetrics,
     DistortionScorer,
     HeadScorer,
@@ -30,7 +31,6 @@ from vaportok_rl.evaluation import (
     shared_lpips,
 )
 from vaportok_rl.metrics import lpips_video
-from vaportok_rl.rate_quality import CURVE_KEYS
 from vaportok_rl.rollout import encode_videos
 from vaportok_rl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 

@@ -316,7 +316,7 @@ def test_save_pretrained_and_eval_json(tmp_path, trained_head):
 
 
 def test_eval_report_table_in_the_model_card(run_dir, tmp_path, trained_head):
-    evaluation = pytest.importorskip("vaportok_rl.evaluation")
+    evaluation = pytest.importorskip("vaportok_rl.judge")
     videos = torch.rand(2, 2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     report = evaluation.evaluate(FakeTokenizer(), trained_head, videos, lpips=False)
     path = tmp_path / "eval.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import ROOT
 
 PACKAGE = ROOT / "vaportok_rl"
-ABOVE_TOKENIZER = ("export", "evaluation", "policy", "train", "sweep", "rollout", "rewards", "runs", "heldout", "cli")
+ABOVE_TOKENIZER = ("export", "judge", "policy", "train", "sweep", "rollout", "rewards", "runs", "heldout", "cli")
 
 
 def modules() -> dict[str, Path]:

@@ -377,7 +377,7 @@ def _eval_report_table(report: dict) -> str | None:
     if not str(report.get("schema", "")).startswith("vaportok-eval/"):
         return None
     try:
-        from vaportok_rl.evaluation import format_table
+        from vaportok_rl.judge import format_table
 
         return format_table(report)
     except Exception:  # another schema version, or a report without the at-budget section: fall back to numbers

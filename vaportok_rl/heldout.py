@@ -8,7 +8,7 @@
 - :func:`score` and :func:`reward_metrics`: every reward of a rollout [B, G, R] and its TRL-named summaries (the
   trainer uses them for its training batches too).
 
-The budgeted comparison against allocators and the oracle is a different question (``vaportok_rl.evaluation``,
+The budgeted comparison against allocators and the oracle is a different question (``vaportok_rl.judge``,
 ``vaportok-rl eval``). Axis letters: docs/design.md.
 """
 

@@ -173,8 +173,15 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch: {tuple(x.shape)} vs {tuple(y.shape)}")
     d = x.float() - y.float()
-    mse = d.pow(2).reshape(d.shape[0], -1).mean(dim=1).clamp_min(1e-10)
-    return 10.0 * torch.log10(data_range**2 / mse)
+    return psnr_from_mse(d.pow(2).reshape(d.shape[0], -1).mean(dim=1), data_range)
+
+
+def psnr_from_mse(mse, data_range: float = 1.0):
+    """PSNR in dB of mean squared errors (a tensor or a numpy array, any shape), MSE clamped at 1e-10: the one
+    PSNR formula (:func:`psnr` and the judge's quality tables)."""
+    if isinstance(mse, torch.Tensor):
+        return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-10))
+    return 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-10))
 
 
 # ------------------------------------------------------------------------------------------ SSIM

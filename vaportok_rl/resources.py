@@ -9,7 +9,7 @@ import os
 import psutil
 import torch
 
-__all__ = ["launcher_problem", "memory_problem", "tensor_bytes"]
+__all__ = ["device_problem", "launcher_problem", "memory_problem", "tensor_bytes"]
 
 
 def launcher_problem() -> str | None:
@@ -25,6 +25,29 @@ def launcher_problem() -> str | None:
             f"with torchrun --standalone --nproc_per_node {world} -m vaportok_rl.cli ..., or unset WORLD_SIZE"
         )
     return None
+
+
+def device_problem(text: str | None) -> tuple[torch.device | None, str | None]:
+    """(the torch device ``text`` names, None) when it exists here -- None: cuda if available, else cpu -- else
+    (None, what is wrong and what to give instead)."""
+    if text is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        return None, "not a torch device; expected cpu, cuda or cuda:N"
+    if device.type == "cpu":
+        return device, None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return None, "no CUDA device here; expected cpu (or leave --device out)"
+        if device.index is not None and device.index >= count:
+            return None, f"this machine has {count} CUDA device(s); expected cpu or cuda:0..cuda:{count - 1}"
+        return device, None
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device, None
+    return None, f"no {device.type} device here; expected cpu" + (" or cuda" if torch.cuda.is_available() else "")
 
 
 def tensor_bytes(*shape: int, dtype: torch.dtype = torch.float32) -> int:

@@ -25,8 +25,8 @@ from vaportok_rl.data import SOURCES, VideoFolder, load_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
 from vaportok_rl.grpo import group_target, target_loss
 from vaportok_rl.heldout import tokenizer_device
+from vaportok_rl.judge.choosers import head_logits
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.rate_quality import head_logits
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig

@@ -17,19 +17,21 @@ from torch import Tensor
 from vaportok_rl.allocators import ALLOCATORS
 from vaportok_rl.data import SOURCES
 from vaportok_rl.enumerated import TableCache, default_cache_dir
-from vaportok_rl.evaluation import (
+from vaportok_rl.judge import (
     HELDOUT_SEED,
     ORACLES,
     PLOTS,
     EvalError,
+    eval_memory_problem,
     evaluate,
     format_table,
+    heldout_pool,
     load_head_spec,
-    peak_bytes,
+    load_measure,
+    measure_table,
     write_plots,
 )
-from vaportok_rl.judge import load_measure, measure_table
-from vaportok_rl.resources import memory_problem, tensor_bytes
+from vaportok_rl.resources import device_problem
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.run_folder import LOCK, RECORD, RunFolder, RunFolderError, claim
 from vaportok_rl.runs import SHIPPED_HEADS
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="B",
         help="the sweep's budgets, mean tokens per clip (default: 8 evenly spaced from K/16 to K)",
     )
+    _add_data_and_output_options(p)
+    return p
+
+
+def _add_data_and_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--videos",
         type=_positive_int("--videos"),
@@ -145,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--force", action="store_true", help="load a head recorded for another tokenizer")
-    return p
 
 
 def _data_name(data: str) -> str:
@@ -180,29 +186,10 @@ def default_out(args) -> Path:
 
 def check_device(text: str | None) -> torch.device:
     """``--device``: a torch device that exists here (default: cuda if available, else cpu), or EvalError."""
-    if text is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise EvalError(f"--device {text}: not a torch device; expected cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise EvalError(f"--device {text}: no CUDA device here; expected cpu (or leave --device out)")
-        if device.index is not None and device.index >= count:
-            raise EvalError(
-                f"--device {text}: this machine has {count} CUDA device(s); expected cpu or cuda:0..cuda:{count - 1}"
-            )
-        return device
-    if device.type == "mps" and torch.backends.mps.is_available():
-        return device
-    raise EvalError(
-        f"--device {text}: no {device.type} device here; expected cpu"
-        + (" or cuda" if torch.cuda.is_available() else "")
-    )
+    device, problem = device_problem(text)
+    if problem:
+        raise EvalError(f"--device {text}: {problem}")
+    return device
 
 
 def _check_memory(args, tokenizer: FrozenTokenizer, device: torch.device) -> None:
@@ -217,14 +204,9 @@ def _check_memory(args, tokenizer: FrozenTokenizer, device: torch.device) -> Non
     clips = videos * args.clips_per_video
     shape = "×".join(str(int(v)) for v in tokenizer.clip_shape)
     held = f"the evaluation set (--videos {videos} × --clips-per-video {args.clips_per_video} clips of {shape})"
-    peak = peak_bytes(tokenizer.clip_shape, clips, tokenizer.num_latents)
-    checks = [(f"{held} with its decoded candidates", peak, device)]
-    if device.type != "cpu":  # the videos are loaded in RAM before they move to the device
-        checks.append((f"loading {held}", tensor_bytes(clips, *tokenizer.clip_shape), "cpu"))
-    for name, nbytes, where in checks:
-        problem = memory_problem(name, nbytes, where)
-        if problem:
-            raise EvalError(f"{problem}; lower --videos or --clips-per-video")
+    problem = eval_memory_problem(tokenizer.clip_shape, clips, tokenizer.num_latents, device, held)
+    if problem:
+        raise EvalError(f"{problem}; lower --videos or --clips-per-video")
 
 
 def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
@@ -284,32 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(tokenizer, torch.nn.Module):
             tokenizer.to(device)
         head.to(device)
-        if args.budget is not None and not 1 <= args.budget <= tokenizer.num_latents:
-            raise EvalError(
-                f"--budget: expected a mean token count in [1, {tokenizer.num_latents}] (K of this tokenizer), "
-                f"got {args.budget:g}"
-            )
-        bad = [b for b in args.budgets or () if not 1 <= b <= tokenizer.num_latents]
-        if bad:
-            raise EvalError(
-                f"--budgets: expected mean token counts in [1, {tokenizer.num_latents}] (K of this tokenizer), "
-                f"got {bad[0]:g}"
-            )
+        _check_budgets(args, tokenizer.num_latents)
         measure = _load_measure(args)  # before any work: a bad plugin costs nothing
         _check_memory(args, tokenizer, device)  # before any video is loaded or decoded
         videos, info = _load_data(args, tokenizer)
         say(f"{videos.shape[0]} videos x {videos.shape[1]} clips from {args.data}")
         info["head"] = args.head
-        table = None
-        if measure is not None:
-            spec, plugin = measure
-            pool = {"heldout": info["data"], "split": info["split"], "seed": args.seed, "videos": int(videos.shape[0])}
-            pool["clips_per_video"] = int(videos.shape[1])
-            try:
-                _, quality = measure_table(tokenizer, videos.to(device), plugin, spec, pool=pool, cache=_cache())
-            except RewardError as err:
-                raise EvalError(f"--measure {args.measure}: {err}") from None
-            table = (args.measure, quality.numpy())
+        table = None if measure is None else _measure_table(args, measure, tokenizer, videos.to(device), info)
+        if table is not None:
             say(f"scored every k of every clip under {args.measure}")
         with _stdout_to_stderr():
             report = evaluate(
@@ -410,5 +374,23 @@ def _load_measure(args) -> tuple[str, object] | None:
         raise EvalError(f"--measure {args.measure}: {err}") from None
 
 
-def _cache() -> TableCache:
-    return TableCache(default_cache_dir())
+def _measure_table(args, measure: tuple[str, object], tokenizer: FrozenTokenizer, videos: Tensor, info: dict):
+    """(``--measure``, quality [N, K]) of the held-out videos under the measure (cached); EvalError names it."""
+    spec, plugin = measure
+    pool = heldout_pool(info["data"], info["split"], args.seed, int(videos.shape[0]), int(videos.shape[1]))
+    try:
+        _, quality = measure_table(tokenizer, videos, plugin, spec, pool=pool, cache=TableCache(default_cache_dir()))
+    except RewardError as err:
+        raise EvalError(f"--measure {args.measure}: {err}") from None
+    return args.measure, quality.numpy()
+
+
+def _check_budgets(args, K: int) -> None:
+    """``--budget`` and ``--budgets``: mean token counts in [1, K], before any work."""
+    for option, what, values in (
+        ("--budget", "a mean token count", [] if args.budget is None else [args.budget]),
+        ("--budgets", "mean token counts", args.budgets or []),
+    ):
+        bad = [b for b in values if not 1 <= b <= K]
+        if bad:
+            raise EvalError(f"{option}: expected {what} in [1, {K}] (K of this tokenizer), got {bad[0]:g}")

@@ -5,7 +5,7 @@ LPIPS), or any reward plugin that decomposes over clips ([B, G, L]). A plugin th
 its value declares it (``price_per_token``) and the price is kept apart: the measure is value + price·k. The
 table [N, K] (every clip at every k) comes from the same scoring path as enumerated training
 (:func:`vaportok_rl.enumerated.reward_tables`, every k, cached), and feeds
-:func:`vaportok_rl.rate_quality.rate_quality`: Fixed's curve, the oracle, tokens saved and share, all under that
+:func:`vaportok_rl.judge.curves.rate_quality`: Fixed's curve, the oracle, tokens saved and share, all under that
 measure.
 
 Axis letters: N clips, K tokens, D latent width.
@@ -23,13 +23,14 @@ from torch import Tensor
 
 from vaportok_rl.data import heldout_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir, reward_price, reward_tables
-from vaportok_rl.rate_quality import rate_quality
+from vaportok_rl.judge.curves import rate_quality
 from vaportok_rl.rewards import load_reward
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 __all__ = [
     "BUILTIN_MEASURES",
     "HELDOUT_SETS",
+    "heldout_pool",
     "heldout_quality",
     "judge_head",
     "load_measure",
@@ -91,6 +92,11 @@ HELDOUT_SETS = {"synthetic": "all", "textures": "test"}
 the test images) and their image split."""
 
 
+def heldout_pool(data: str, split: str | None, seed: int, videos: int, clips_per_video: int) -> dict:
+    """How a measure table names held-out videos in its cache key: their source, split, seed and size."""
+    return {"heldout": data, "split": split, "seed": seed, "videos": videos, "clips_per_video": clips_per_video}
+
+
 def heldout_quality(
     tokenizer: FrozenTokenizer,
     data: str,
@@ -108,8 +114,7 @@ def heldout_quality(
     C, T, H, W = tokenizer.clip_shape
     clips, meta = heldout_videos(data, frames=T, size=H, videos=videos, clips_per_video=clips_per_video)
     spec, plugin = load_measure(measure, plugin_paths, kwargs)
-    pool = {"heldout": meta["data"], "split": meta["split"], "seed": meta["seed"], "videos": meta["videos"]}
-    pool["clips_per_video"] = clips_per_video
+    pool = heldout_pool(meta["data"], meta["split"], meta["seed"], meta["videos"], clips_per_video)
     cache = cache or TableCache(default_cache_dir())
     return measure_table(tokenizer, clips, plugin, spec, pool=pool, kwargs=kwargs, cache=cache, progress=progress)
 
