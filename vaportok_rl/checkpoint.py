@@ -19,8 +19,8 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-TENSORS = "tensors.safetensors"
-META = "meta.json"
+from vaportok_rl.run_files import CHECKPOINT_META as META
+from vaportok_rl.run_files import CHECKPOINT_TENSORS as TENSORS
 
 
 @contextmanager

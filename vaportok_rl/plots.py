@@ -12,7 +12,6 @@ Every function returns the Figure and, given ``path``, also writes it as PNG. :f
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from vaportok_rl.run_files import METRICS_FILE, read_metrics_lines
+
 __all__ = ["FIG3_REWARDS", "pareto", "pareto_front", "read_metrics", "reward_curves", "tokens_vs_complexity"]
 
 FIG3_REWARDS = ("generation", "reconstruction", "efficiency", "diversity")
@@ -29,13 +30,11 @@ FIG3_REWARDS = ("generation", "reconstruction", "efficiency", "diversity")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
-    """``run_dir/metrics.jsonl`` -> (training lines, held-out evaluation lines), each sorted by step."""
-    train, evals = [], []
-    path = Path(run_dir) / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        if line.strip():
-            record = json.loads(line)
-            (evals if "eval/reward" in record else train).append(record)
+    """``run_dir/metrics.jsonl`` -> (training lines, held-out evaluation lines), each sorted by step (a partial
+    last line, which a crash leaves, is skipped)."""
+    records, _ = read_metrics_lines(Path(run_dir) / METRICS_FILE)
+    train = [r for r in records if "eval/reward" not in r]
+    evals = [r for r in records if "eval/reward" in r]
     return sorted(train, key=lambda r: r["step"]), sorted(evals, key=lambda r: r["step"])
 
 

@@ -28,6 +28,15 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vaportok_rl.checkpoint import META, TENSORS
+from vaportok_rl.run_files import (
+    CHECKPOINTS,
+    METRICS_FILE,
+    RUN_CONFIG,
+    RUN_HEAD,
+    RUN_HEAD_CONFIG,
+    RUN_SUMMARY,
+    read_metrics_lines,
+)
 from vaportok_rl.tokenizer.head import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -56,12 +65,6 @@ __all__ = [
     "unwritable_reason",
 ]
 
-RUN_HEAD = "head.safetensors"
-RUN_HEAD_CONFIG = "head_config.json"
-RUN_SUMMARY = "summary.json"
-RUN_CONFIG = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
 DISTILLED_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_distilled"
 """The oracle-distilled head shipped in the package (``vaportok-rl distill recipes/distill_default.yaml``): the
@@ -95,31 +98,6 @@ def checkpoint_dirs(output_dir: str | os.PathLike) -> list[Path]:
     root = Path(output_dir) / CHECKPOINTS
     found = [p for p in root.glob("step-*") if (p / META).is_file() and (p / TENSORS).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1)
-
-
-# =============================================================================================== metrics.jsonl
-
-
-def read_metrics_lines(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
-    """The JSON objects of a metrics.jsonl file, and the (1-based) numbers of lines that are not one (a partial
-    last line left by a killed run, or a corrupted line): those are skipped, never fatal."""
-    path = Path(path)
-    records, bad = [], []
-    if not path.is_file():
-        return records, bad
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(number)
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-        else:
-            bad.append(number)
-    return records, bad
 
 
 # =============================================================================================== the tuned head

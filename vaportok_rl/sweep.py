@@ -67,6 +67,7 @@ import numpy as np
 from vaportok_rl.config import ConfigError, from_dict, load_yaml, merge, parse_overrides, to_dict
 from vaportok_rl.heldout import evaluate_head
 from vaportok_rl.rewards import RewardError
+from vaportok_rl.run_files import RUN_CONFIG, RUN_HEAD, RUN_SUMMARY
 from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import checkpoint_dirs, load_head
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
@@ -111,9 +112,10 @@ top-5 accuracy on the kept tokens): the tuned head's argmax keep counts on the r
 last step. ``sampled_tokens``, ``eval_reward`` and ``reward_<label>`` (each reward's mean, empty when the run does
 not compute it): the run's own final held-out evaluation of G sampled paths per video (summary.json)."""
 
-SUMMARY = "summary.json"
-SWEEP_METRICS = "sweep_metrics.json"
-SWEEP_FILES = ("sweep.json", "results.csv", "rewards.png", "pareto.png", "table.md")
+SWEEP_METRICS = "sweep_metrics.json"  # in each run's folder: the sweep's own measurements of its head
+SWEEP_JSON, RESULTS_CSV, TABLE_MD = "sweep.json", "results.csv", "table.md"
+REWARDS_PNG, PARETO_PNG = "rewards.png", "pareto.png"
+SWEEP_FILES = (SWEEP_JSON, RESULTS_CSV, REWARDS_PNG, PARETO_PNG, TABLE_MD)
 """What a sweep writes at the top of its folder, beside one folder per run (what --overwrite may replace)."""
 
 
@@ -147,7 +149,7 @@ class SweepRun:
 
     def status(self) -> str:
         """One of "done" (summary.json present), "resume" (a checkpoint, no summary) or "new"."""
-        if (self.output_dir / SUMMARY).is_file():
+        if (self.output_dir / RUN_SUMMARY).is_file():
             return "done"
         return "resume" if checkpoint_dirs(self.output_dir) else "new"
 
@@ -158,7 +160,7 @@ class SweepRun:
     def damage(self) -> str | None:
         """For a finished run: None when its summary.json and head read back, else which file does not and why
         (the sweep then trains the run again)."""
-        path = self.output_dir / SUMMARY
+        path = self.output_dir / RUN_SUMMARY
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError) as error:
@@ -312,7 +314,7 @@ def _reason(error: BaseException) -> str:
 
 def _config_changes(run: SweepRun) -> list[str]:
     """Top-level config keys in which the run folder's config.yaml differs from the run's config now."""
-    saved_path = run.output_dir / "config.yaml"
+    saved_path = run.output_dir / RUN_CONFIG
     if not saved_path.is_file():
         return []
     try:
@@ -348,7 +350,7 @@ def evaluate_run(run: SweepRun, tokenizer, lpips_metric=None, warn=None) -> dict
     (keyed by the head file's hash, so a re-trained run is re-evaluated; an unreadable cache is recomputed,
     saying so through ``warn``)."""
     cache = run.output_dir / SWEEP_METRICS
-    digest = _sha256(run.output_dir / "head.safetensors")
+    digest = _sha256(run.output_dir / RUN_HEAD)
     if cache.is_file():
         try:
             cached = json.loads(cache.read_text())
@@ -376,7 +378,7 @@ def _weights(config: TrainConfig) -> dict[str, float]:
 
 def result_row(run: SweepRun, metrics: dict[str, float]) -> dict[str, Any]:
     """One results.csv row of a finished run (see :data:`RESULT_COLUMNS`)."""
-    summary = json.loads((run.output_dir / SUMMARY).read_text())
+    summary = json.loads((run.output_dir / RUN_SUMMARY).read_text())
     final = summary.get("final_eval") or {}
     row: dict[str, Any] = {"run": run.run_id, "name": run.name, "seed": run.seed, "steps": run.config.steps}
     row.update({f"w_{label}": w for label, w in _weights(run.config).items()})
@@ -413,7 +415,7 @@ def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """results.csv (a file, or a sweep folder holding one) -> rows with numbers as floats (empty cells: None)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "results.csv"
+        path = path / RESULTS_CSV
     out = []
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -526,19 +528,19 @@ def write_report(
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
     title = title or f"sweep {sweep.name} ({sweep.recipe.name})"
-    out = {"results": write_results_csv(rows, root / "results.csv")}
+    out = {"results": write_results_csv(rows, root / RESULTS_CSV)}
     done = {row["run"] for row in rows}
     histories: dict[str, list[list[dict]]] = {}
     for run in sweep.runs:
         if run.run_id in done:
             histories.setdefault(run.name, []).append(read_metrics(run.output_dir)[0])
-    out["rewards"] = root / "rewards.png"
+    out["rewards"] = root / REWARDS_PNG
     used = _reward_labels(rows)  # the runs' own rewards: Fig. 3's panels for the paper's, else one per reward
     panels = [label for label in FIG3_REWARDS if label in used] + [lab for lab in used if lab not in DEFAULT_REWARDS]
     reward_curves(histories, out["rewards"], rewards=panels or FIG3_REWARDS, title=title)
-    out["pareto"] = root / "pareto.png"
+    out["pareto"] = root / PARETO_PNG
     pareto(_points(rows), out["pareto"], reference=reference, title=title)
-    out["table"] = root / "table.md"
+    out["table"] = root / TABLE_MD
     out["table"].write_text(format_table(rows))
     return out
 
@@ -601,7 +603,7 @@ def claim_sweep_folder(sweep: Sweep, *, overwrite: bool = False) -> RunFolder:
     nothing else. Raises :class:`SweepError`."""
     root = sweep.root
     previous = read_record(root)
-    ours = previous.get("kind") == "sweep" if previous is not None else _is_sweep_json(root / "sweep.json")
+    ours = previous.get("kind") == "sweep" if previous is not None else _is_sweep_json(root / SWEEP_JSON)
     writes = (*SWEEP_FILES, *dict.fromkeys(run.run_id.split("/")[0] for run in sweep.runs))
     try:
         return claim(
@@ -657,7 +659,7 @@ def _run_claimed(
     sweep: Sweep, folder: RunFolder, tokenizer, progress: bool, keep_going: bool, log, warn
 ) -> dict[str, Any]:
     check_run_folders(sweep)
-    (sweep.root / "sweep.json").write_text(
+    (sweep.root / SWEEP_JSON).write_text(
         json.dumps(
             {
                 "recipe": str(sweep.recipe),
@@ -783,7 +785,7 @@ def _reference_point(run: SweepRun, tokenizer, lpips_metric) -> dict | None:
     pretrained = getattr(tokenizer, "head", None)
     if isinstance(pretrained, TaildropHead):
         return {"label": "start", **evaluate_head(copy.deepcopy(pretrained), run.config, tokenizer, lpips_metric)}
-    summary = json.loads((run.output_dir / SUMMARY).read_text())
+    summary = json.loads((run.output_dir / RUN_SUMMARY).read_text())
     first = summary.get("initial_eval") or {}
     if first.get("step") != 0 or "eval/argmax_tokens/mean" not in first:
         return None

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vaportok_rl.run_files import RUN_HEAD
 from vaportok_rl.tokenizer.blocks import Block
 
 __all__ = [
@@ -119,7 +120,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 TORCHSCRIPT_FILE = "head.torchscript.pt"
-RUN_HEAD = "head.safetensors"  # a training run folder's head (see vaportok_rl.runs), named in hints only
 
 
 class ExportError(ValueError):

@@ -42,6 +42,7 @@ from vaportok_rl.checkpoint import (
     unflatten_state,
 )
 from vaportok_rl.config import ConfigError, check_number, to_dict
+from vaportok_rl.run_files import METRICS_FILE, TOKENIZER_FILE, read_metrics_lines
 from vaportok_rl.run_folder import RECORD, RunFolder, claim, read_record
 from vaportok_rl.tokenizer.default import save_tokenizer
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
@@ -50,8 +51,6 @@ from vaportok_rl.tokenizer.protocol import keep_mask
 KIND = "pretrain"
 """The kind of run recorded in the output folder's vaportok-run.json."""
 CHECKPOINT = "checkpoint"
-METRICS_FILE = "metrics.jsonl"
-TOKENIZER_FILE = "tokenizer.safetensors"
 PRETRAIN_FILES = (CHECKPOINT, METRICS_FILE, TOKENIZER_FILE)
 """What a pretraining run writes in log.output_dir (what --overwrite may replace there)."""
 
@@ -632,24 +631,13 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def metrics_up_to(path: Path, step: int | None) -> str:
     """What a resumed run keeps of ``metrics.jsonl``: the main loop's lines up to the checkpoint's ``step`` (a
-    killed run's lines past it are redone, its partial last line and its prior-stage line dropped), as written.
-    None (a fresh start) keeps nothing."""
-    if step is None or not path.is_file():
+    killed run's lines past it are redone, its partial last line and its prior-stage line dropped), as written
+    (lines are ``json.dumps`` of a row, so reading and dumping again gives them back). None (a fresh start) keeps
+    nothing."""
+    if step is None:
         return ""
-    kept = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(row, dict)
-            and isinstance(row.get("step"), int)
-            and row["step"] <= step
-            and "prior_stage_steps" not in row
-        ):
-            kept.append(line + "\n")
-    return "".join(kept)
+    rows, _ = read_metrics_lines(path)
+    return "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step and "prior_stage_steps" not in r)
 
 
 def _kept(ckpt: Path, step: int | None) -> str:

@@ -16,7 +16,7 @@ from vaportok_rl.config import to_dict
 from vaportok_rl.heldout import HeldOutEval
 from vaportok_rl.plots import tokens_vs_complexity
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.runs import METRICS_FILE, read_metrics_lines
+from vaportok_rl.run_files import METRICS_FILE, read_metrics_lines
 from vaportok_rl.train_config import TrainConfig
 
 __all__ = ["RunLog", "eval_plot"]

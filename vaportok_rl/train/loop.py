@@ -20,8 +20,9 @@ from vaportok_rl.heldout import HeldOutEval
 from vaportok_rl.policy import NonFiniteLogits, TaildropPolicy
 from vaportok_rl.resources import launcher_problem, memory_problem
 from vaportok_rl.rewards import RewardError, required_needs
+from vaportok_rl.run_files import RUN_CONFIG, RUN_SUMMARY
 from vaportok_rl.run_folder import RunFolder
-from vaportok_rl.runs import RUN_CONFIG, RUN_SUMMARY, save_head
+from vaportok_rl.runs import save_head
 from vaportok_rl.target_fit import build_target_fit
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer

@@ -16,16 +16,9 @@ from vaportok_rl.enumerated import keep_grid
 from vaportok_rl.resources import tensor_bytes
 from vaportok_rl.rewards import load_reward
 from vaportok_rl.rollout import derive_seed
+from vaportok_rl.run_files import CHECKPOINTS, METRICS_FILE, RUN_CONFIG, RUN_HEAD, RUN_HEAD_CONFIG, RUN_SUMMARY
 from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
-from vaportok_rl.runs import (
-    CHECKPOINTS,
-    METRICS_FILE,
-    RUN_CONFIG,
-    RUN_HEAD,
-    RUN_HEAD_CONFIG,
-    RUN_SUMMARY,
-    load_head,
-)
+from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig

@@ -19,7 +19,8 @@ from vaportok_rl.checkpoint import flatten_state, load_checkpoint, save_checkpoi
 from vaportok_rl.config import ConfigError, to_dict
 from vaportok_rl.heldout import HeldOutEval
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.runs import CHECKPOINTS, checkpoint_dirs
+from vaportok_rl.run_files import CHECKPOINTS
+from vaportok_rl.runs import checkpoint_dirs
 from vaportok_rl.target_fit import TargetFit
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train.data import VideoStream
