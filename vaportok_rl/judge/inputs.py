@@ -23,7 +23,7 @@ from torch import Tensor
 from vaportok_rl.allocators import ALLOCATORS
 from vaportok_rl.policy import check_mode
 from vaportok_rl.resources import memory_problem, tensor_bytes
-from vaportok_rl.tokenizer.head import TaildropHead
+from vaportok_rl.tokenizer.head import TaildropHead, shape_mismatch
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 __all__ = [
@@ -115,12 +115,9 @@ def check_options(allocator: str, baselines: Sequence[str], oracle: str, modes: 
 
 def check_clips(tokenizer: FrozenTokenizer, head: TaildropHead, videos_or_clips: Tensor) -> Tensor:
     """The head against the tokenizer, and the clips as [N, C, T, H, W] float, before any work."""
-    K = tokenizer.num_latents
-    if (head.config.num_latents, head.config.latent_dim) != (K, tokenizer.latent_dim):
-        raise EvalError(
-            f"head: reads latents [K, D] = [{head.config.num_latents}, {head.config.latent_dim}] but the tokenizer "
-            f"gives [{K}, {tokenizer.latent_dim}]"
-        )
+    mismatch = shape_mismatch(head.config, tokenizer)
+    if mismatch:
+        raise EvalError(f"head: {mismatch}")
     x = videos_or_clips
     if x.ndim == 6:
         x = rearrange(x, "b l c t h w -> (b l) c t h w")

@@ -294,6 +294,18 @@ def load_exported_head(path: str | os.PathLike, tokenizer: Any = None, force: bo
     return build_head(architecture, state, f"head export {folder}")
 
 
+def shape_mismatch(architecture: HeadConfig, tokenizer: Any) -> str | None:
+    """The one check of a head's input shape [K, D] against a tokenizer's latents: None when they fit, else what
+    each side says (callers prefix where they are and raise their own error)."""
+    shape = (getattr(tokenizer, "num_latents", None), getattr(tokenizer, "latent_dim", None))
+    if shape == (architecture.num_latents, architecture.latent_dim):
+        return None
+    return (
+        f"the head reads latents [K, D] = [{architecture.num_latents}, {architecture.latent_dim}] but the tokenizer "
+        f"gives [{shape[0]}, {shape[1]}]"
+    )
+
+
 def check_tokenizer(where: str, expected: Any, architecture: HeadConfig, tokenizer: Any, force: bool) -> None:
     """The head's recorded tokenizer fingerprint and input shape [K, D] against ``tokenizer`` (or a fingerprint)."""
     actual = tokenizer if isinstance(tokenizer, str) else getattr(tokenizer, "fingerprint", None)
@@ -302,14 +314,9 @@ def check_tokenizer(where: str, expected: Any, architecture: HeadConfig, tokeniz
             f"{where}: the tokenizer {type(tokenizer).__name__} has no `fingerprint`; "
             f"pass a FrozenTokenizer, its fingerprint string, or tokenizer=None to skip the check"
         )
-    if not isinstance(tokenizer, str):
-        shape = (getattr(tokenizer, "num_latents", None), getattr(tokenizer, "latent_dim", None))
-        if shape != (architecture.num_latents, architecture.latent_dim):
-            raise ExportError(
-                f"{where}: the head reads latents [K, D] = "
-                f"[{architecture.num_latents}, {architecture.latent_dim}] but the tokenizer gives "
-                f"[{shape[0]}, {shape[1]}]; no force can make them fit"
-            )
+    mismatch = None if isinstance(tokenizer, str) else shape_mismatch(architecture, tokenizer)
+    if mismatch:
+        raise ExportError(f"{where}: {mismatch}; no force can make them fit")
     if str(actual) == str(expected):
         return
     message = (

@@ -19,7 +19,7 @@ from vaportok_rl.rollout import derive_seed
 from vaportok_rl.run_files import CHECKPOINTS, METRICS_FILE, RUN_CONFIG, RUN_HEAD, RUN_HEAD_CONFIG, RUN_SUMMARY
 from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import load_head
-from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead
+from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead, shape_mismatch
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
 
@@ -76,11 +76,10 @@ def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHe
             head = TaildropHead(head_config)
     if config.policy.temperature is not None:
         head.config = dataclasses.replace(head.config, temperature=config.policy.temperature)
-    if (head.config.num_latents, head.config.latent_dim) != (tokenizer.num_latents, tokenizer.latent_dim):
-        raise ConfigError(
-            f"the tokenizer's head reads [K, D] = [{head.config.num_latents}, {head.config.latent_dim}] "
-            f"but the tokenizer gives [{tokenizer.num_latents}, {tokenizer.latent_dim}]"
-        )
+    mismatch = shape_mismatch(head.config, tokenizer)
+    if mismatch:
+        where = f"policy.init {config.policy.init}" if config.policy.init else "the tokenizer's own .head"
+        raise ConfigError(f"{where}: {mismatch}")
     return head.requires_grad_(True).train()
 
 
