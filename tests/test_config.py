@@ -239,7 +239,8 @@ def test_load_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="duplicate key"):
         load_yaml(tmp_path / "dup.yaml")
     (tmp_path / "empty.yaml").write_text("")
-    assert load_yaml(tmp_path / "empty.yaml") == {}
+    with pytest.raises(ConfigError, match="empty recipe"):  # an empty recipe is a mistake, not "all defaults"
+        load_yaml(tmp_path / "empty.yaml")
 
 
 def test_save_yaml_atomic_round_trip(tmp_path):

@@ -14,9 +14,17 @@ Supported field types: ``int``, ``float`` (ints accepted and converted; bools re
 fixed ``tuple[X, Y]``, ``dict[str, X]``, ``typing.Any``, nested dataclasses (also lists/tuples/dicts/optionals of
 them) and ``pathlib.Path`` (from a string). Values are checked strictly (``"3"`` is not an int); nothing is eval()'d.
 
+Numbers: every ``float`` value (also inside lists, tuples, dicts and optionals) must be finite; ``.nan`` / ``.inf``
+are rejected by :func:`from_dict` for every config dataclass, naming the key, unless the field opts out with
+``field(default=..., metadata={"finite": False})``. Ranges belong to the owning dataclass's ``__post_init__``, written
+with :func:`check_number` (``check_number("optim.lr", self.lr, low=0, low_open=True)``), which raises a ValueError
+naming the key, the value and the expected range; from_dict runs ``__post_init__`` first, so a NaN in a field with a
+range reports that range.
+
 YAML (files and override values) is read with a ``yaml.SafeLoader`` subclass that differs from ``yaml.safe_load`` in
 two ways: ``1e-4`` / ``3E5`` (exponent without a dot, a string in YAML 1.1) load as floats, and a mapping with a
-duplicated key is an error instead of silently keeping the last value.
+duplicated key is an error instead of silently keeping the last value. A recipe file must be UTF-8 text holding a
+mapping: an empty one (or only comments, or ``null``) is an error, not "all defaults".
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import math
 import os
 import re
 import tempfile
@@ -42,6 +51,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "check_documented",
+    "check_number",
     "describe",
     "field_docs",
     "from_dict",
@@ -96,21 +106,43 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a yaml.SafeLoader subclass
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: 'line L, column C: problem (context)'."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is not None and problem:
+        context = getattr(error, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+    return " ".join(str(error).split())
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML recipe: a mapping at the top level (an empty file gives ``{}``)."""
+    """Read a YAML recipe: UTF-8 text holding a mapping at the top level. A missing or unreadable file, text that
+    is not UTF-8 (a binary file), invalid YAML, an empty recipe (nothing but whitespace, comments or ``null``) and a
+    top level that is not a mapping are each a :class:`ConfigError` naming the file."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not UTF-8 text YAML: byte 0x{e.object[e.start]:02x} at offset {e.start} is not valid UTF-8 "
+            f"(a binary file, or text saved in another encoding?); expected a YAML recipe saved as UTF-8"
+        ) from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e}") from e
     try:
         data = _yaml_load(text)
+    except yaml.reader.ReaderError as e:  # control characters, e.g. NUL: binary data that happens to decode
+        raise ConfigError(
+            f"{p}: not UTF-8 text YAML: character #x{e.character:04x} at offset {e.position} is not allowed in YAML "
+            f"(a binary file?); expected a YAML recipe saved as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from e
+        raise ConfigError(f"{p}: invalid YAML: {_yaml_problem(e)}") from e
     if data is None:
-        return {}
+        raise ConfigError(f"{p}: empty recipe; expected a mapping of settings (see --help-config)")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of config keys, got {type(data).__name__}")
     return data
@@ -213,6 +245,46 @@ def _show(value: Any) -> str:
 
 def _type_error(key: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"{_where(key)}: expected {expected}, got {_show(value)}")
+
+
+def check_number(
+    key: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> None:
+    """The one range check of config numbers, for ``__post_init__``: ``value`` must be a finite int or float (not a
+    bool) with ``value >= low`` (``> low`` when ``low_open``) and ``value <= high`` where given. Raises a ValueError
+    (a ConfigError once :func:`from_dict` adds context) naming ``key``, the value and the expected range, e.g.
+    ``optim.lr: expected a finite number > 0, got nan``."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"<= {high:g}")
+        where = " " + " and ".join(bounds) if bounds else ""
+        raise ValueError(f"{key}: expected a finite number{where}, got {value!r}")
+
+
+def _holds_float(tp: Any) -> bool:
+    """Whether values of field type tp can hold a float directly (not inside a nested dataclass or an Any)."""
+    if tp is float:
+        return True
+    return any(_holds_float(a) for a in get_args(tp) if a is not Ellipsis and not _is_dataclass_type(a))
+
+
+def _non_finite(value: Any, key: str) -> tuple[str, float] | None:
+    """The first (dotted key, value) of a NaN/inf float in a converted field value (lists, tuples, dicts walked)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (key, value)
+    if isinstance(value, list | tuple):
+        return next((bad for i, v in enumerate(value) if (bad := _non_finite(v, f"{key}[{i}]"))), None)
+    if isinstance(value, Mapping):
+        return next((bad for k, v in value.items() if (bad := _non_finite(v, _join(key, str(k))))), None)
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -413,10 +485,27 @@ def from_dict(cls: type[T], data: Mapping, *, prefix: str = "") -> T:
     ]
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(repr(k) for k in missing)}")
+    bad = next(
+        (
+            found
+            for name, value in kwargs.items()
+            if flds[name].metadata.get("finite", True)
+            and _holds_float(hints[name])
+            and (found := _non_finite(value, _join(prefix, name)))
+        ),
+        None,
+    )
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)  # __post_init__ first: a field with a range names it, NaN/inf included
     except ValueError as e:  # ConfigError included
         raise ConfigError(_with_prefix(prefix, str(e), flds)) from e
+    except Exception as e:  # arithmetic on a NaN/inf in __post_init__ (int(inf): OverflowError)
+        if bad is None:
+            raise
+        raise _type_error(bad[0], bad[1], "a finite number (not NaN or infinity)") from e
+    if bad is not None:
+        raise _type_error(bad[0], bad[1], "a finite number (not NaN or infinity)")
+    return obj
 
 
 def load_config(

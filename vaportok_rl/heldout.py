@@ -21,7 +21,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from vaportok_rl.data import load_videos
-from vaportok_rl.metrics import psnr
+from vaportok_rl.metrics import psnr, shared_lpips
 from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.rewards import call_reward, required_needs
 from vaportok_rl.rollout import Rollout, collect_rollout, encode_videos, video_generators
@@ -169,8 +169,6 @@ def held_out_videos(config: TrainConfig, tokenizer):
 def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, videos=None) -> dict[str, float]:
     """A head's argmax keep counts on the run's held-out videos: tokens (mean, std), PSNR, MSE, LPIPS, prior
     top-5 accuracy on the kept tokens. ``videos`` [B, L, C, T, H, W] defaults to :func:`held_out_videos`."""
-    from vaportok_rl.metrics import LPIPSMetric
-
     device = tokenizer_device(tokenizer)
     videos = (held_out_videos(config, tokenizer) if videos is None else videos).to(device)
     chunk = config.rollout.decode_chunk
@@ -179,7 +177,7 @@ def evaluate_head(head, config: TrainConfig, tokenizer, lpips_metric=None, video
         keep, recon = argmax_decode(tokenizer, TaildropPolicy(head.to(device)), encoded, chunk)
         clips = rearrange(videos, "b l c t h w -> (b l) c t h w")
         mse = (recon.float() - clips.float()).pow(2).flatten(1).mean(1)  # [N]
-        metric = lpips_metric if lpips_metric is not None else LPIPSMetric(device)
+        metric = lpips_metric if lpips_metric is not None else shared_lpips(device)
         lpips = metric(recon.clamp(0, 1), clips)  # [N]
         top5 = prior_accuracy(tokenizer.prior_correct(encoded, 5), keep)  # [N]
     return {

@@ -70,6 +70,18 @@ class LPIPSMetric:
         return lpips_video(self.module, x, y, chunk_frames=self.chunk_frames)
 
 
+_SHARED_LPIPS: dict[str, LPIPSMetric] = {}
+
+
+def shared_lpips(device: str | torch.device = "cpu") -> LPIPSMetric:
+    """The one LPIPS cache: one :class:`LPIPSMetric` per device for the whole process, loaded on first use
+    (loading it costs about a second; eval, the sweep's table and the held-out metrics share it)."""
+    key = str(torch.device(device))
+    if key not in _SHARED_LPIPS:
+        _SHARED_LPIPS[key] = LPIPSMetric(device=device)
+    return _SHARED_LPIPS[key]
+
+
 def _frames(x: torch.Tensor) -> torch.Tensor:
     """[N, C, T, H, W] -> [N*T, C, H, W]."""
     n, c, t, h, w = x.shape

@@ -28,6 +28,8 @@ same file door as yours and use only this module's public names: read them as ex
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import importlib
 import importlib.resources
@@ -54,6 +56,7 @@ __all__ = [
     "RewardError",
     "Rollout",
     "call_reward",
+    "check_plugin_paths",
     "check_reward_output",
     "list_rewards",
     "load_reward",
@@ -147,17 +150,72 @@ def validate_reward(reward: Any, spec: str | None = None) -> Any:
     return reward
 
 
+def _rollout_tensors(rollout: Any) -> dict[str, Tensor]:
+    """The tensors a plugin can reach on a rollout: its tensor fields, and those of its dataclass fields
+    (``encoded.latents``, ``encoded.codes``), by dotted name."""
+    found: dict[str, Tensor] = {}
+    if not dataclasses.is_dataclass(rollout) or isinstance(rollout, type):
+        return found
+    for f in dataclasses.fields(rollout):
+        value = getattr(rollout, f.name, None)
+        if isinstance(value, Tensor):
+            found[f.name] = value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            found.update({f"{f.name}.{k}": v for k, v in _rollout_tensors(value).items()})
+    return found
+
+
+def _versions(tensors: dict[str, Tensor]) -> dict[str, int]:
+    # inference tensors keep no version counter (and cannot be written outside inference mode anyway)
+    return {name: t._version for name, t in tensors.items() if not t.is_inference()}
+
+
+def _plugin_view(rollout: Any) -> Any:
+    """A shallow copy of the rollout (and of its dataclass fields) for a plugin: reassigning an attribute
+    (``rollout.keep = ...``) changes the copy only. No tensor is copied: the step pays nothing."""
+    if not dataclasses.is_dataclass(rollout) or isinstance(rollout, type):
+        return rollout
+    view = copy.copy(rollout)  # not dataclasses.replace: that would re-run Rollout's checks (a device sync)
+    for f in dataclasses.fields(view):
+        value = getattr(view, f.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            object.__setattr__(view, f.name, copy.copy(value))
+    return view
+
+
 def call_reward(label: str, plugin: Any, rollout: Rollout) -> Tensor:
-    """The plugin's value on the rollout, checked ([B, G] or [B, G, L]); a plugin that raises or breaks the output
-    contract is a :class:`RewardError` naming its label, class and file."""
+    """The plugin's value on the rollout, checked ([B, G] or [B, G, L]); a plugin that raises (``sys.exit`` and
+    any other BaseException but KeyboardInterrupt included), edits a rollout tensor in place, or breaks the output
+    contract is a :class:`RewardError` naming its label, class and file.
+
+    The plugin sees a shallow copy of the rollout, so reassigning its attributes does not reach the trainer, and
+    every tensor's version counter is compared before and after the call, so an in-place edit (``rollout.keep +=
+    1``) is caught without copying a tensor."""
+    tensors = _rollout_tensors(rollout)
+    before = _versions(tensors)
     try:
-        value = plugin(rollout)
-    except Exception as error:
-        where = getattr(inspect.getmodule(type(plugin)), "__file__", None) or type(plugin).__module__
+        value = plugin(_plugin_view(rollout))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - a plugin's sys.exit() must not end the run silently
+        detail = f"{type(error).__name__}: {error}"
+        if isinstance(error, SystemExit):
+            detail = f"SystemExit (sys.exit({error.code!r})); a reward returns a tensor, it must not exit"
+        raise RewardError(f"reward {label!r} ({_plugin_where(plugin)}) raised {detail}") from error
+    changed = [name for name, version in before.items() if tensors[name]._version != version]
+    if changed:
+        name = changed[0]
         raise RewardError(
-            f"reward {label!r} ({type(plugin).__name__}, {where}) raised {type(error).__name__}: {error}"
-        ) from error
+            f"reward {label!r} ({_plugin_where(plugin)}): plugin modified rollout.{name} in place; clone it first "
+            f"(rollout.{name}.clone()) - the rollout is shared with the GRPO update and the logs"
+        )
     return check_reward_output(plugin, value, rollout.B, rollout.G, rollout.L)
+
+
+def _plugin_where(plugin: Any) -> str:
+    """'ClassName, path/to/file.py' of a plugin instance."""
+    where = getattr(inspect.getmodule(type(plugin)), "__file__", None) or type(plugin).__module__
+    return f"{type(plugin).__name__}, {where}"
 
 
 def required_needs(rewards: Iterable[Any]) -> frozenset[str]:
@@ -214,7 +272,9 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - a plugin file that calls sys.exit() at import is its error too
         if previous is None:
             del sys.modules[module_name]
         else:
@@ -335,6 +395,7 @@ def load_reward(spec: str, kwargs: dict | None = None, *, search_paths: Sequence
     """Find, import, instantiate (with ``kwargs``) and validate a reward plugin; see the module docstring."""
     if not isinstance(spec, str) or not spec:
         raise RewardError(f"reward spec: expected a non-empty string, got {spec!r}")
+    check_plugin_paths(search_paths)
     cls, where = _load_class(spec, search_paths)
     try:
         reward = cls(**(kwargs or {}))
@@ -345,7 +406,33 @@ def load_reward(spec: str, kwargs: dict | None = None, *, search_paths: Sequence
         ) from error
     except ValueError as error:
         raise RewardError(f"reward {spec!r} ({where}): invalid kwargs {kwargs or {}}: {error}") from error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - the plugin's own bug (or sys.exit) in __init__
+        file = _source_file(cls)
+        line = _line_in(Path(file), error) if file else ""
+        raise RewardError(
+            f"reward {spec!r} ({where}): {cls.__name__}.__init__ raised {type(error).__name__}: {error}{line}"
+        ) from error
     return validate_reward(reward, spec)
+
+
+def check_plugin_paths(search_paths: Sequence[str | Path], key: str = "plugin_paths") -> None:
+    """Every plugin folder must exist: a misspelt one would otherwise be skipped in silence, and a built-in of
+    the same short name used instead. Raises :class:`~vaportok_rl.config.ConfigError` naming ``key`` and the
+    folder (a relative folder is taken from the working directory, which the message names)."""
+    from vaportok_rl.config import ConfigError
+
+    for i, folder in enumerate(search_paths):
+        path = Path(folder)
+        if path.is_dir():
+            continue
+        what = "is not a folder" if path.exists() else "does not exist"
+        relative = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ConfigError(
+            f"{key}[{i}]: plugin folder {str(folder)!r} {what}{relative}; expected a folder of reward plugin "
+            f"files (fix the path, or remove it from {key})"
+        )
 
 
 def _signature(cls: type) -> str:

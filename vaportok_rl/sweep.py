@@ -737,7 +737,7 @@ def _run_claimed(
     finished = [run for run in sweep.runs if run.status() == "done"]
     rows, reference, files, table = [], None, {}, ""
     if finished:
-        lpips_metric = _LazyLPIPS()
+        lpips_metric = None  # metrics.shared_lpips, loaded on first use (not at all when every run is cached)
         for run in finished:
             try:
                 rows.append(result_row(run, evaluate_run(run, tokenizer_for(run), lpips_metric, warn)))
@@ -759,20 +759,6 @@ def _run_claimed(
         "files": files,
         "table": table,
     }
-
-
-class _LazyLPIPS:
-    """LPIPS(AlexNet), loaded on first use (not at all when every run's metrics are cached)."""
-
-    def __init__(self):
-        self._metric = None
-
-    def __call__(self, x, y):
-        if self._metric is None:
-            from vaportok_rl.metrics import LPIPSMetric
-
-            self._metric = LPIPSMetric(x.device)
-        return self._metric(x, y)
 
 
 def _reference_point(run: SweepRun, tokenizer, lpips_metric) -> dict | None:

@@ -15,12 +15,11 @@ A *sweep recipe* (see :class:`SweepConfig`) names a base recipe and a list of na
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vaportok_rl.config import load_config, to_dict
+from vaportok_rl.config import check_number, load_config, to_dict
 
 __all__ = [
     "DEFAULT_REWARDS",
@@ -56,19 +55,7 @@ def _non_negative_int(owner: str, name: str, value: Any) -> None:
 def _finite(
     owner: str, name: str, value: float, *, low: float | None = None, high: float | None = None, low_open: bool = False
 ) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"<= {high}")
-        where = " " + " and ".join(bounds) if bounds else ""
-        raise ValueError(f"{_key(owner, name)}: expected a finite number{where}, got {value!r}")
+    check_number(_key(owner, name), value, low=low, high=high, low_open=low_open)
 
 
 # ------------------------------------------------------------------------------------------------ GRPO
@@ -137,7 +124,7 @@ class GRPOConfig:
     knob_prices: list[float] = field(default_factory=list)
     """Enumerated groups: other prices per token, in reward units, that the price knob (``vaportok_rl.budget``)
     should reach; the head's logits tilted by (p - price)/τ per token are fitted to the targets at price p too.
-    The run's own price is Σ_i w_i · (the plugin's ``price_per_token``): 0.1 for psnr + token_cost at 0.1."""
+    The run's own price is Σ_i w_i · (the plugin's ``price_per_token``): 0.1 for psnr + token_cost at 0.1. Each >= 0."""
 
     def __post_init__(self) -> None:
         _positive_int("grpo", "group_size", self.group_size)
@@ -145,11 +132,11 @@ class GRPOConfig:
         if self.grid_points == 1:
             raise ValueError("grpo.grid_points: expected 0 (every k) or an integer >= 2 (it holds 1 and K), got 1")
         _finite("grpo", "target_temperature", self.target_temperature, low=0, low_open=True)
-        for p in self.knob_prices:
-            _finite("grpo", "knob_prices", p)
+        for i, p in enumerate(self.knob_prices):
+            _finite("grpo", f"knob_prices[{i}]", p, low=0)
         _finite("grpo", "knob_beta", self.knob_beta, low=0)
-        for t in self.knob_tilts:
-            _finite("grpo", "knob_tilts", t)
+        for i, t in enumerate(self.knob_tilts):
+            _finite("grpo", f"knob_tilts[{i}]", t)
         if self.group_size < 2:
             raise ValueError(
                 f"grpo.group_size: expected >= 2 (advantages compare paths within a group), got {self.group_size}"
@@ -383,7 +370,8 @@ class TrainConfig:
     set by an earlier override."""
     plugin_paths: list[str] = field(default_factory=list)
     """Folders searched first for reward plugins given by short name or relative file path (relative folders
-    are taken from the working directory)."""
+    are taken from the working directory). Each must exist: a missing one is an error when the rewards load,
+    not skipped (a misspelt folder would otherwise fall back to a built-in of the same name)."""
     table_cache: str | None = None
     """Enumerated groups: folder of the cached reward tables (one file per reward, tokenizer, pool and grid), so a
     rerun, a new price or new weights decode nothing; null = $VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables."""

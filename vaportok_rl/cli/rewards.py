@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vaportok_rl.config import ConfigError
 from vaportok_rl.rewards import BUILTIN_PACKAGE, RewardError, _builtin_folder, _source_file, list_rewards, load_reward
 
 
@@ -71,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = []
     if args.recipe:
-        from vaportok_rl.config import ConfigError
-
         try:
             configs = _recipe_configs(args.recipe)
         except ConfigError as error:
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 reward = load_reward(row["spec"], row["kwargs"], search_paths=[Path(p) for p in config.plugin_paths])
                 row.update(needs=sorted(getattr(reward, "needs", ())), file=_source_file(reward), error=None)
-            except RewardError as error:
+            except (RewardError, ConfigError) as error:  # ConfigError: a plugin_paths folder that does not exist
                 row.update(needs=[], file=None, error=str(error))
             used.append(row)
 

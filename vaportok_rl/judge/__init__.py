@@ -13,7 +13,7 @@
 """
 
 from vaportok_rl.data import HELDOUT_SEED
-from vaportok_rl.judge.candidates import SSIM_MIN_SIDE, CandidateMetrics, shared_lpips
+from vaportok_rl.judge.candidates import SSIM_MIN_SIDE, CandidateMetrics
 from vaportok_rl.judge.choosers import BASELINES, HEAD_ILP_OPTIONS, HeadScorer, head_logits
 from vaportok_rl.judge.curves import (
     CURVE_KEYS,
@@ -48,6 +48,7 @@ from vaportok_rl.judge.records import RECORD_KEYS
 from vaportok_rl.judge.report import SCHEMA, TIMING_KEYS, evaluate
 from vaportok_rl.judge.search import SearchResult, search_for_budget, search_keep
 from vaportok_rl.judge.tables import format_rate_quality, format_side_by_side, format_table
+from vaportok_rl.metrics import shared_lpips
 
 __all__ = [
     "BASELINES",

@@ -15,20 +15,9 @@ from torch import Tensor
 from vaportok_rl.metrics import LPIPSMetric, lpips_features, lpips_to_references, psnr_from_mse, ssim
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
-__all__ = ["SSIM_MIN_SIDE", "CandidateMetrics", "shared_lpips"]
+__all__ = ["SSIM_MIN_SIDE", "CandidateMetrics"]
 
 SSIM_MIN_SIDE = 11  # SSIM's Gaussian window; smaller frames get ssim = null
-
-
-_LPIPS: dict[str, LPIPSMetric] = {}
-
-
-def shared_lpips(device: str | torch.device = "cpu") -> LPIPSMetric:
-    """One :class:`LPIPSMetric` per device for the whole process (loading it costs about a second)."""
-    key = str(torch.device(device))
-    if key not in _LPIPS:
-        _LPIPS[key] = LPIPSMetric(device=device)
-    return _LPIPS[key]
 
 
 class CandidateMetrics:

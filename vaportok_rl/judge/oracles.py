@@ -18,9 +18,9 @@ import numpy as np
 from torch import Tensor
 
 from vaportok_rl.allocators import Allocation, allocate
-from vaportok_rl.judge.candidates import SSIM_MIN_SIDE, CandidateMetrics, shared_lpips
+from vaportok_rl.judge.candidates import SSIM_MIN_SIDE, CandidateMetrics
 from vaportok_rl.judge.inputs import EvalError, check_k_grid
-from vaportok_rl.metrics import psnr_from_mse
+from vaportok_rl.metrics import psnr_from_mse, shared_lpips
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
 __all__ = ["ORACLE_ILP_TIME_LIMIT", "DistortionScorer", "exact_oracle", "oracle_keep"]

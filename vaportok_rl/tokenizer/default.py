@@ -145,21 +145,51 @@ def _import_file(path: Path, kind: str):
 def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
     """``"file.py:factory"`` / ``"package.module:factory"`` (a callable, e.g. a class, returning a FrozenTokenizer),
     else :func:`vaportok_rl.tokenizer.load_tokenizer` ("default", a tokenizer .safetensors file or a run folder)."""
+    import traceback
+
+    def failure(what: str, error: BaseException, file: str | None) -> Exception:
+        """One ConfigError line: the spec, what failed, the error, and where in the user's file."""
+        if isinstance(error, SyntaxError) and error.lineno is not None:
+            file, line = error.filename or file, error.lineno
+            detail = f"SyntaxError: {error.msg}"
+        else:
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if file and Path(f.filename) == Path(file)]
+            line = frames[-1].lineno if frames else None
+            detail = f"{type(error).__name__}: {error}"
+        where = f" ({file}, line {line})" if file and line else (f" ({file})" if file else "")
+        return _config_error(f"tokenizer {spec!r}: {what}{where} failed with {detail}")
+
     target, sep, attr = spec.rpartition(":")
     if sep and attr.isidentifier() and target:
         if target.endswith(".py"):
             if not Path(target).is_file():
                 raise _config_error(f"tokenizer {spec!r}: file {target} not found")
-            module = _import_file(Path(target), "tokenizer")
+            file = str(Path(target).resolve())
+            try:
+                module = _import_file(Path(target), "tokenizer")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a syntax error or a bug in the user's file
+                raise failure(f"importing {target}", error, file) from error
         else:
             try:
                 module = importlib.import_module(target)
             except ImportError as error:
                 raise _config_error(f"tokenizer {spec!r}: cannot import module {target!r}: {error}") from error
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001
+                raise failure(f"importing module {target!r}", error, None) from error
+            file = getattr(module, "__file__", None)
         factory = getattr(module, attr, None)
         if not callable(factory):
             raise _config_error(f"tokenizer {spec!r}: {attr!r} is not a callable in {target}")
-        tokenizer = factory()
+        try:
+            tokenizer = factory()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001 - the factory's own error, e.g. a missing weights file
+            raise failure(f"the factory {attr}()", error, file) from error
     else:
         try:
             tokenizer = load_tokenizer(spec)
