@@ -524,3 +524,32 @@ def test_torchrun_with_videos_that_do_not_split_is_one_line_from_rank_0(recipe, 
     # torchrun's agent reports the failed children with its own ChildFailedError; nothing of ours raised through
     assert "vaportok_rl/" not in result.stderr and "ConfigError" not in result.stderr
     assert not (tmp_path / "run").exists()  # before any work
+
+
+def test_a_table_cache_path_that_is_a_file_is_refused_and_kept(capsys, tmp_path, tiny_tokenizer_file):
+    cache = tmp_path / "notes.txt"
+    cache.write_text("the user's notes\n")
+    code, _, err = run(
+        capsys,
+        "distill",
+        f"tokenizer={tiny_tokenizer_file}",
+        "data.videos=2",
+        "distill.steps=2",
+        f"table_cache={cache}",
+        f"output_dir={tmp_path / 'd'}",
+        "--no-progress",
+    )
+    assert_one_clear_line(code, err, "table_cache", "is a file")
+    assert cache.read_text() == "the user's notes\n"
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(capsys, tmp_path, monkeypatch):
+    import vaportok_rl.cli.eval as eval_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eval_cli, "main", interrupted)
+    code, _, err = run(capsys, "eval", "--head", "default")
+    assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "interrupted (Ctrl-C)" in err and "run the same command again" in err

@@ -38,4 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaportok-rl: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func = SUBCOMMANDS[name][0].split(":")
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    try:
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except KeyboardInterrupt:  # a subcommand without its own Ctrl-C message (train, distill, pretrain, sweep have one)
+        print(
+            f"vaportok-rl {name}: interrupted (Ctrl-C); what was written is kept: run the same command again",
+            file=sys.stderr,
+        )
+        return 130

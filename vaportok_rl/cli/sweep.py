@@ -10,6 +10,7 @@ import traceback
 from vaportok_rl.config import ConfigError
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.sweep import SweepError, check_run_folders, describe_runs, load_sweep, run_sweep
+from vaportok_rl.train import TrainingInterrupted
 
 
 def _warn(message: str) -> None:
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             log=print,
             warn=_warn,
         )
+    except TrainingInterrupted as error:  # Ctrl-C inside a run: that run keeps its checkpoints
+        print(f"vaportok-rl sweep: {error}; re-run the same command to continue the sweep", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C between runs
+        print("vaportok-rl sweep: interrupted (Ctrl-C); re-run the same command to continue the sweep", file=sys.stderr)
+        return 130
     except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vaportok_rl.config import ConfigError, save_yaml, to_dict
+from vaportok_rl.enumerated import default_cache_dir
 from vaportok_rl.heldout import HeldOutEval
 from vaportok_rl.policy import NonFiniteLogits, TaildropPolicy
 from vaportok_rl.resources import launcher_problem, memory_problem
@@ -107,6 +108,10 @@ def build_run(c: TrainConfig, accelerator: Accelerator, tokenizer: FrozenTokeniz
     policy = TaildropPolicy(starting_head(tokenizer, c)).to(device)
     ref_policy = policy.reference_copy()
     rewards = load_rewards(c)
+    if c.grpo.groups == "enumerated":  # the table cache is a folder (made on first use): not a file in the way
+        cache = Path(c.table_cache or default_cache_dir())
+        if cache.exists() and not cache.is_dir():
+            raise ConfigError(f"table_cache {cache}: is a file, expected a folder of reward tables (or a new path)")
     for what, nbytes in largest_allocations(c, tokenizer, required_needs(rewards.values()), accelerator.num_processes):
         problem = memory_problem(what, nbytes, device)
         if problem:
