@@ -48,6 +48,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from vaportok_rl.errors import UserError
+
 __all__ = [
     "ConfigError",
     "check_documented",
@@ -68,7 +70,7 @@ _NoneType = type(None)
 _UNION_ORIGINS = (Union, types.UnionType)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration (YAML recipe, CLI override or dict) that does not fit the config dataclasses."""
 
 

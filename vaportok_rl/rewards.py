@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vaportok_rl.errors import UserError
 from vaportok_rl.rollout import NEEDS, Rollout
 
 BUILTIN_PACKAGE = "vaportok_rl.builtin_rewards"
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class RewardError(ValueError):
+class RewardError(UserError):
     """A reward plugin could not be found, loaded, or broke its contract. The message names the plugin."""
 
 

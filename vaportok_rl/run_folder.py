@@ -16,7 +16,8 @@ The rule, the same for every command (train, distill, pretrain, eval, sweep, exp
   and both ways out; ``--overwrite`` removes only the files the command itself writes and leaves the rest alone;
 - a second process on the same folder is refused while the first holds the lock.
 
-This module sits below everything that writes (tokenizer pretraining included) and imports nothing of the package.
+This module sits below everything that writes (tokenizer pretraining included); of the package it imports only
+vaportok_rl.errors.
 See docs/outputs.md.
 """
 
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaportok_rl.errors import UserError
+
 try:  # POSIX; elsewhere folders are claimed without a lock
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -43,7 +46,7 @@ LOCK = ".vaportok.lock"
 SHOWN = 4  # files named in an error before "and N more"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """An output folder the command may not write (a user's mistake: one line, exit 2)."""
 
 

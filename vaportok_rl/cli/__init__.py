@@ -7,7 +7,10 @@ fast). ``python -m vaportok_rl.cli`` is the same command (for torchrun)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from vaportok_rl.errors import UserError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("vaportok_rl.cli.pretrain:main", "pretrain the built-in tokenizer, AR prior and taildrop head"),
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     module, func = SUBCOMMANDS[name][0].split(":")
     try:
         return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except UserError as error:  # a mistake the subcommand did not word itself: still one line, exit 2
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"vaportok-rl {name}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a subcommand without its own Ctrl-C message (train, distill, pretrain, sweep have one)
         print(
             f"vaportok-rl {name}: interrupted (Ctrl-C); what was written is kept: run the same command again",

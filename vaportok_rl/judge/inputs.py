@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS
+from vaportok_rl.errors import UserError
 from vaportok_rl.policy import check_mode
 from vaportok_rl.resources import memory_problem, tensor_bytes
 from vaportok_rl.tokenizer.head import TaildropHead, shape_mismatch
@@ -43,7 +44,7 @@ ORACLES = ("fast", "ilp")
 """The oracle's solvers (:func:`vaportok_rl.judge.oracles.exact_oracle`)."""
 
 
-class EvalError(ValueError):
+class EvalError(UserError):
     """A bad option or input; the CLI prints it and exits with code 2."""
 
 

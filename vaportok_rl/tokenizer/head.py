@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vaportok_rl.errors import UserError
 from vaportok_rl.run_files import RUN_HEAD
 from vaportok_rl.tokenizer.blocks import Block
 
@@ -122,7 +123,7 @@ CARD_FILE = "README.md"
 TORCHSCRIPT_FILE = "head.torchscript.pt"
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A head source (export, run or checkpoint folder) that cannot be read, or a run that cannot be exported."""
 
 
