@@ -17,7 +17,7 @@ The rule, the same for every command (train, distill, pretrain, eval, sweep, exp
 - a second process on the same folder is refused while the first holds the lock.
 
 This module sits below everything that writes (tokenizer pretraining included); of the package it imports only
-vaportok_rl.errors.
+vaportok_rl.errors and the atomic writer.
 See docs/outputs.md.
 """
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaportok_rl.checkpoint import atomic_write_file
 from vaportok_rl.errors import UserError
 
 try:  # POSIX; elsewhere folders are claimed without a lock
@@ -72,9 +73,8 @@ class RunFolder:
 
     def write_record(self, **info: Any) -> None:
         self.record.update(info)
-        tmp = self.path / f".{RECORD}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.record, indent=1, sort_keys=True))
-        os.replace(tmp, self.path / RECORD)  # atomic: a crash leaves the old record or the new one
+        text = json.dumps(self.record, indent=1, sort_keys=True)
+        atomic_write_file(self.path / RECORD, lambda tmp: tmp.write_text(text))  # a crash leaves old or new
 
     def finish(self, **info: Any) -> None:
         """Mark the run finished (a later command refuses the folder without --overwrite or --resume)."""

@@ -27,7 +27,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import Tensor
 
-from vaportok_rl.checkpoint import META, TENSORS
+from vaportok_rl.checkpoint import META, TENSORS, atomic_write_file
 from vaportok_rl.run_files import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -106,12 +106,10 @@ def checkpoint_dirs(output_dir: str | os.PathLike) -> list[Path]:
 def save_head(head: TaildropHead, output_dir: str | Path, **provenance: Any) -> Path:
     """Write ``head.safetensors`` (the state dict) and ``head_config.json`` ({"head": HeadConfig fields, ...})."""
     output_dir = Path(output_dir)
-    tmp = output_dir / ".head.safetensors.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, tmp)
-    os.replace(tmp, output_dir / RUN_HEAD)
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    atomic_write_file(output_dir / RUN_HEAD, lambda tmp: save_file(state, tmp))
     info = {"head": dataclasses.asdict(head.config), **provenance}
-    (output_dir / ".head_config.json.tmp").write_text(json.dumps(info, indent=1))
-    os.replace(output_dir / ".head_config.json.tmp", output_dir / RUN_HEAD_CONFIG)
+    atomic_write_file(output_dir / RUN_HEAD_CONFIG, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
     return output_dir / RUN_HEAD
 
 

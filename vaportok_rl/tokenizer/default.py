@@ -13,15 +13,14 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vaportok_rl.checkpoint import atomic_write_file
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
@@ -42,16 +41,7 @@ def save_tokenizer(model: Tokenizer, path: str | Path, *, extra: dict | None = N
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_file(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_tokenizer_file(path: str | Path) -> Tokenizer:
