@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 LPIPS_WEIGHTS = Path(__file__).resolve().parent / "assets" / "lpips_alex.safetensors"
 
@@ -32,8 +33,7 @@ def load_lpips(path: str | Path | None = None) -> torch.nn.Module:
 
     Returns the module in eval mode with ``requires_grad=False`` on every parameter.
     """
-    import lpips
-    from safetensors.torch import load_file
+    import lpips  # pulls in torchvision's models: only when LPIPS is used
 
     with warnings.catch_warnings():
         # torchvision warns about lpips' use of the deprecated ``pretrained=`` argument.
@@ -135,7 +135,7 @@ def lpips_features(module: torch.nn.Module, clips: torch.Tensor) -> list[torch.T
     Exactly the front half of ``lpips.LPIPS.forward`` (scaling layer, backbone, channel normalisation) after
     :func:`lpips_video`'s preprocessing (grey -> RGB, upsampling of small frames): features of a reference clip
     computed once can be compared with many reconstructions of it (:func:`lpips_distance`)."""
-    from lpips import normalize_tensor
+    from lpips import normalize_tensor  # see load_lpips: only when LPIPS is used
 
     dev = next(module.parameters()).device
     c, h, w = clips.shape[1], clips.shape[3], clips.shape[4]
@@ -253,7 +253,7 @@ def spearman(a, b) -> float:
     Pairs where either value is non-finite are dropped. Returns ``nan`` (without warnings) when fewer
     than two pairs remain or either side is constant.
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # scipy.stats takes ~0.3 s to import: only for a rank correlation
 
     def _np(v) -> np.ndarray:
         if isinstance(v, torch.Tensor):

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vaportok_rl.checkpoint import META, TENSORS, atomic_write_file
+from vaportok_rl.config import load_yaml  # a yaml.SafeLoader: no Python objects are constructed
 from vaportok_rl.run_files import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -150,8 +151,6 @@ def read_run(run_dir: str | os.PathLike) -> TrainedRun:
     summary = read_json(path / RUN_SUMMARY, f"run folder {path}") if (path / RUN_SUMMARY).is_file() else {}
     train_config = info.get("config")
     if not train_config and (path / RUN_CONFIG).is_file():
-        from vaportok_rl.config import load_yaml  # a yaml.SafeLoader: no Python objects are constructed
-
         train_config = load_yaml(path / RUN_CONFIG)
     fingerprint = info.get("tokenizer_fingerprint") or summary.get("tokenizer_fingerprint")
     if not fingerprint:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from vaportok_rl.allocators import ALLOCATORS
-from vaportok_rl.data import SOURCES
+from vaportok_rl.data import SOURCES, VideoFolder, heldout_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir
 from vaportok_rl.judge import (
     HELDOUT_SEED,
@@ -35,6 +35,7 @@ from vaportok_rl.resources import device_problem
 from vaportok_rl.rewards import RewardError
 from vaportok_rl.run_folder import LOCK, RECORD, RunFolder, RunFolderError, claim
 from vaportok_rl.runs import SHIPPED_HEADS
+from vaportok_rl.tokenizer.default import load_tokenizer
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 EVAL_FILES = ("eval.json", *(f"{name}.png" for name in PLOTS))
@@ -196,8 +197,6 @@ def _check_memory(args, tokenizer: FrozenTokenizer, device: torch.device) -> Non
     """Refuse an evaluation set whose tensors cannot fit, before any video is loaded or decoded."""
     videos = args.videos
     if args.data not in SOURCES and Path(args.data).is_dir():  # a folder gives at most the files it holds
-        from vaportok_rl.data import VideoFolder
-
         C, T, H, W = tokenizer.clip_shape
         with contextlib.suppress(ValueError, OSError):
             videos = min(videos, len(VideoFolder(args.data, clips_per_video=args.clips_per_video, frames=T, size=H)))
@@ -210,8 +209,6 @@ def _check_memory(args, tokenizer: FrozenTokenizer, device: torch.device) -> Non
 
 
 def _load_data(args, tokenizer: FrozenTokenizer) -> tuple[Tensor, dict]:
-    from vaportok_rl.data import heldout_videos
-
     C, T, H, W = tokenizer.clip_shape
     if H != W or C != 3:
         raise EvalError(f"--tokenizer: the data sources give square RGB clips, but the tokenizer wants {(C, T, H, W)}")
@@ -256,8 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         device = check_device(args.device)
         # before any work: an unwritable --out, or one holding another report, must not cost a whole evaluation
         folder = _claim(out, args)
-        from vaportok_rl.tokenizer.default import load_tokenizer
-
         try:
             tokenizer = load_tokenizer(args.tokenizer)
         except (FileNotFoundError, ValueError, OSError) as err:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
-from vaportok_rl.config import ConfigError
-from vaportok_rl.rewards import BUILTIN_PACKAGE, RewardError, _builtin_folder, _source_file, list_rewards, load_reward
+from vaportok_rl.config import ConfigError, load_yaml
+from vaportok_rl.reward_api import _source_file
+from vaportok_rl.reward_loading import _builtin_folder
+from vaportok_rl.rewards import BUILTIN_PACKAGE, RewardError, list_rewards, load_reward
+from vaportok_rl.sweep import load_sweep
+from vaportok_rl.train_config import load_train_config
 
 
 def _examples_folder() -> Path:
@@ -15,9 +21,6 @@ def _examples_folder() -> Path:
 
 def _recipe_configs(recipe: str) -> list:
     """The TrainConfig(s) of a training recipe, or of every run of a sweep recipe (``base`` + ``runs``)."""
-    from vaportok_rl.config import load_yaml
-    from vaportok_rl.sweep import load_sweep
-    from vaportok_rl.train_config import load_train_config
 
     data = load_yaml(recipe)
     if isinstance(data, dict) and "base" in data and ("runs" in data or "grid" in data):
@@ -52,8 +55,6 @@ def _entry_rows(entries: list[dict], errors: list[str]) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """``vaportok-rl rewards list [--recipe R] [--path DIR ...] [--json]``."""
-    import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog="vaportok-rl rewards", description="Reward plugins (see docs/rewards.md).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="list")

@@ -72,7 +72,7 @@ def texture_images(split: str = "all") -> tuple[str, ...]:
 
 
 def _raw_image(name: str) -> np.ndarray:
-    import skimage.data
+    import skimage.data  # scikit-image is slow to import: only when a texture video is built
 
     if name in ("motorcycle_left", "motorcycle_right"):
         left, right, _ = skimage.data.stereo_motorcycle()

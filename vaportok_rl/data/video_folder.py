@@ -26,7 +26,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".webm")
 
 def read_video_frames(path: str | os.PathLike, max_frames: int) -> np.ndarray:
     """Decode up to ``max_frames`` RGB frames of the first video stream → uint8 [N, h, w, 3] (N ≤ max_frames)."""
-    import av
+    import av  # PyAV loads FFmpeg's libraries: only when a video file is read
 
     path = Path(path)
     try:
@@ -149,7 +149,7 @@ class VideoFolder(Dataset):
 
 
 def _pick_codec(suffix: str) -> str:
-    import av
+    import av  # PyAV loads FFmpeg's libraries: only when a video file is read
 
     preferences: Sequence[str] = ("libvpx-vp9", "libvpx") if suffix == ".webm" else ("libx264", "mpeg4")
     for name in preferences:
@@ -168,7 +168,7 @@ def write_video(
 
     The codec defaults to libx264 (else mpeg4) for .mp4/.avi and libvpx-vp9 (else libvpx) for .webm.
     """
-    import av
+    import av  # PyAV loads FFmpeg's libraries: only when a video file is read
 
     path = Path(path)
     arr = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)

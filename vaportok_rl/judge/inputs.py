@@ -20,11 +20,12 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from vaportok_rl import runs
 from vaportok_rl.allocators import ALLOCATORS
 from vaportok_rl.errors import UserError
 from vaportok_rl.policy import check_mode
 from vaportok_rl.resources import memory_problem, tensor_bytes
-from vaportok_rl.tokenizer.head import TaildropHead, shape_mismatch
+from vaportok_rl.tokenizer.head import ExportError, TaildropHead, shape_mismatch
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
 __all__ = [
@@ -133,9 +134,6 @@ def check_clips(tokenizer: FrozenTokenizer, head: TaildropHead, videos_or_clips:
 def load_head_spec(spec: str, tokenizer: FrozenTokenizer, *, force: bool = False) -> TaildropHead:
     """``--head``: :func:`vaportok_rl.runs.load_head` (the one head loader: "default", "pretrained", an export,
     run or checkpoint folder), its errors raised as :class:`EvalError` naming ``--head``."""
-    from vaportok_rl import runs
-    from vaportok_rl.tokenizer.head import ExportError
-
     try:
         return runs.load_head(spec, tokenizer=tokenizer, force=force)
     except (ExportError, OSError) as err:

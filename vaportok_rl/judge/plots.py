@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from vaportok_rl.judge.tables import alloc_label, rq_label
 
@@ -45,9 +46,8 @@ def _series(report: dict) -> list[tuple[str, str, str, dict]]:
 
 
 def _rd_plot(report: dict, metric: str, label: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=120)
+    fig = Figure(figsize=(7.5, 5.2), dpi=120)
+    ax = fig.subplots()
     sweep, at, setup = report["sweep"], report["at_budget"], report["setup"]
     if metric == "lpips" and not setup["lpips"]:
         ax.text(0.5, 0.5, "LPIPS not computed (--no-lpips)", ha="center", va="center", transform=ax.transAxes)
@@ -80,15 +80,13 @@ def _rd_plot(report: dict, metric: str, label: str, path: Path) -> None:
     ax.set_title(f"rate–distortion ({label.split(' ')[0]}) — {_title(report)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _complexity_plot(report: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     pc = report["per_clip"]
     series = [s for s in _series(report) if s[0] != "policy/pre_argmax"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3), dpi=120, sharey=True)
+    fig = Figure(figsize=(10, 4.3), dpi=120)
+    axes = fig.subplots(1, 2, sharey=True)
     panels = (("sc", "spatial complexity SC (bits)"), ("tc", "temporal complexity TC (grey levels)"))
     for ax, (key, xlabel) in zip(axes, panels, strict=True):
         for name, label, color, rec in series:
@@ -109,14 +107,12 @@ def _complexity_plot(report: dict, path: Path) -> None:
     fig.suptitle(f"tokens vs complexity at budget {report['setup']['budget']:.1f} — {_title(report)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _hist_plot(report: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     K = report["setup"]["num_latents"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.3), dpi=120)
+    fig = Figure(figsize=(7.5, 4.3), dpi=120)
+    ax = fig.subplots()
     bins = np.linspace(0.5, K + 0.5, min(K, 64) + 1)
     for name, label, color, _ in _series(report):
         v = np.asarray(report["per_clip"]["tokens"][name])
@@ -137,17 +133,15 @@ def _hist_plot(report: dict, path: Path) -> None:
     ax.set_title(f"token histogram at budget {report['setup']['budget']:.1f} — {_title(report)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 _RQ_STYLE = {"head": ("tab:red", "*"), "oracle": ("black", "."), "search": ("tab:cyan", "x"), **_STYLE}
 
 
 def _rate_quality_plot(report: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     rq = report["rate_quality"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120)
+    fig = Figure(figsize=(12, 4.8), dpi=120)
+    (left, right) = fig.subplots(1, 2)
     if rq is None:
         left.text(0.5, 0.5, "no full table (full_table=False)", ha="center", va="center", transform=left.transAxes)
     else:
@@ -188,16 +182,12 @@ def _rate_quality_plot(report: dict, path: Path) -> None:
     fig.suptitle(f"rate–quality — {_title(report)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def write_plots(report: dict, out: str | os.PathLike) -> dict[str, str]:
     """Write ``rd_psnr.png``, ``rd_lpips.png``, ``tokens_vs_complexity.png``, ``token_hist.png`` and
     ``rate_quality.png`` into ``out`` (matplotlib Agg) and record their paths in ``report["plots"]``; returns
     that mapping."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.png" for name in PLOTS}

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import traceback
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vaportok_rl.checkpoint import atomic_write_file
+from vaportok_rl.config import ConfigError, from_dict, to_dict
 from vaportok_rl.tokenizer.model import Tokenizer, TokenizerConfig
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 
@@ -30,8 +32,6 @@ DEFAULT_FILE = "tokenizer_default.safetensors"
 
 def save_tokenizer(model: Tokenizer, path: str | Path, *, extra: dict | None = None) -> Path:
     """Write ``model`` atomically to one safetensors file (temp file + rename)."""
-    from vaportok_rl.config import to_dict
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -46,8 +46,6 @@ def save_tokenizer(model: Tokenizer, path: str | Path, *, extra: dict | None = N
 
 def load_tokenizer_file(path: str | Path) -> Tokenizer:
     """Load a tokenizer written by :func:`save_tokenizer`; frozen (eval, no grad) and fingerprint-checked."""
-    from vaportok_rl.config import from_dict
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer: no file at {path} (expected a .safetensors file from save_tokenizer)")
@@ -109,8 +107,6 @@ def load_tokenizer(spec: str | Path = "default") -> Tokenizer:
 
 
 def _config_error(message: str) -> Exception:
-    from vaportok_rl.config import ConfigError
-
     return ConfigError(message)
 
 
@@ -135,7 +131,6 @@ def _import_file(path: Path, kind: str):
 def load_tokenizer_spec(spec: str) -> FrozenTokenizer:
     """``"file.py:factory"`` / ``"package.module:factory"`` (a callable, e.g. a class, returning a FrozenTokenizer),
     else :func:`vaportok_rl.tokenizer.load_tokenizer` ("default", a tokenizer .safetensors file or a run folder)."""
-    import traceback
 
     def failure(what: str, error: BaseException, file: str | None) -> Exception:
         """One ConfigError line: the spec, what failed, the error, and where in the user's file."""

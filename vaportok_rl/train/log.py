@@ -46,7 +46,7 @@ class RunLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
         self.kept = records  # what a resumed run logged before its checkpoint
         if config.log.report_to == "wandb":
-            import wandb
+            import wandb  # the optional [wandb] extra: only with log.report_to: wandb
 
             self.wandb_id = wandb_id or secrets.token_hex(4)
             self.wandb = wandb.init(
@@ -70,7 +70,7 @@ class RunLog:
     def images(self, step: int, paths: dict[str, Path]) -> None:
         """Log PNG files as wandb images (added for issue 6; the JSONL file has no images)."""
         if self.wandb is not None:
-            import wandb
+            import wandb  # the optional [wandb] extra: only with log.report_to: wandb
 
             self.wandb.log({key: wandb.Image(str(path)) for key, path in paths.items()}, step=step)
 
