@@ -10,7 +10,7 @@ cheapest.
 
 from torch import Tensor
 
-from vaportok_rl.rewards import Reward, Rollout
+from vaportok_rl.rewards import Reward, Rollout, reconstruction_mse
 
 
 class MSE(Reward):
@@ -20,6 +20,4 @@ class MSE(Reward):
     needs = frozenset({"reconstructions"})
 
     def __call__(self, rollout: Rollout) -> Tensor:
-        reconstructions = rollout.reconstructions.float().clamp(0.0, 1.0)  # [B, G, L, C, T, H, W]
-        target = rollout.videos.unsqueeze(1).float()  # [B, 1, L, C, T, H, W], shared by the G paths
-        return -(reconstructions - target).pow(2).flatten(3).mean(-1)  # [B, G, L]
+        return -reconstruction_mse(rollout)  # [B, G, L]

@@ -7,14 +7,17 @@ the G counts drawn for that same clip. In dB, not -MSE: the head is judged by me
 dB is worth the same on an easy clip as on a hard one (-MSE would spend tokens where MSE is largest).
 """
 
-import torch
 from torch import Tensor
 
-from vaportok_rl.rewards import Reward, Rollout
+from vaportok_rl.metrics import psnr_from_mse
+from vaportok_rl.rewards import Reward, Rollout, reconstruction_mse
 
 
 class PSNR(Reward):
-    """Per-clip PSNR (dB) of the truncated reconstruction, clips in [0, 1]."""
+    """Per-clip PSNR (dB) of the truncated reconstruction, clips in [0, 1].
+
+    ``min_mse`` floors the MSE (caps the dB of a perfect decode); below 1e-10 the floor of
+    :func:`vaportok_rl.metrics.psnr_from_mse` (100 dB) applies."""
 
     name = "psnr"
     needs = frozenset({"reconstructions"})
@@ -25,7 +28,5 @@ class PSNR(Reward):
         self.min_mse = float(min_mse)
 
     def __call__(self, rollout: Rollout) -> Tensor:
-        reconstructions = rollout.reconstructions.float().clamp(0.0, 1.0)  # [B, G, L, C, T, H, W]
-        target = rollout.videos.unsqueeze(1).float()  # [B, 1, L, C, T, H, W], shared by the G paths
-        mse = (reconstructions - target).pow(2).flatten(3).mean(-1)  # [B, G, L]
-        return -10.0 * torch.log10(mse.clamp(min=self.min_mse))  # [B, G, L]
+        mse = reconstruction_mse(rollout)  # [B, G, L], reconstructions clipped to [0, 1]
+        return psnr_from_mse(mse.clamp(min=self.min_mse))  # [B, G, L]

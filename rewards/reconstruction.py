@@ -8,7 +8,7 @@ truncation (``needs = {"reconstructions"}``), the costliest thing a reward can a
 
 from torch import Tensor
 
-from vaportok_rl.rewards import Reward, Rollout
+from vaportok_rl.rewards import Reward, Rollout, reconstruction_mse
 
 
 class Reconstruction(Reward):
@@ -18,7 +18,5 @@ class Reconstruction(Reward):
     needs = frozenset({"reconstructions"})
 
     def __call__(self, rollout: Rollout) -> Tensor:
-        target = rollout.videos.unsqueeze(1)  # [B, 1, L, C, T, H, W], shared by the G paths
-        squared_error = (rollout.reconstructions.float() - target.float()) ** 2  # [B, G, L, C, T, H, W]
-        mse = squared_error.flatten(3).mean(-1)  # [B, G, L]
+        mse = reconstruction_mse(rollout, clamp=False)  # [B, G, L], the reconstructions as decoded
         return -mse.mean(-1)  # [B, G]

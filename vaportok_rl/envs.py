@@ -61,9 +61,12 @@ from gymnasium import spaces
 from torch import Tensor
 
 from vaportok_rl.complexity import complexity
-from vaportok_rl.data import SOURCES
-from vaportok_rl.rewards import check_reward_output, load_reward, required_needs, validate_reward
+from vaportok_rl.data import SOURCES, VideoFolder, load_videos
+from vaportok_rl.reward_calling import score
+from vaportok_rl.reward_loading import resolve_rewards
+from vaportok_rl.rewards import required_needs
 from vaportok_rl.rollout import Rollout, decode_paths, encode_videos
+from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
 __all__ = ["DEFAULT_ENV_REWARDS", "ENV_ID", "REWARD_MODES", "TaildropEnv"]
@@ -77,9 +80,7 @@ VideoSource = str | os.PathLike | Tensor | Callable[[int], Tensor]
 
 
 def _resolve_tokenizer(tokenizer: FrozenTokenizer | str) -> FrozenTokenizer:
-    if isinstance(tokenizer, str | os.PathLike):
-        from vaportok_rl.tokenizer.default import load_tokenizer_spec  # "default", a file/folder, "file.py:factory"
-
+    if isinstance(tokenizer, str | os.PathLike):  # "default", a file/folder, "file.py:factory"
         return load_tokenizer_spec(str(tokenizer))
     if not isinstance(tokenizer, FrozenTokenizer):
         raise TypeError(
@@ -89,8 +90,38 @@ def _resolve_tokenizer(tokenizer: FrozenTokenizer | str) -> FrozenTokenizer:
     return tokenizer
 
 
+def _default_device(tokenizer: FrozenTokenizer) -> torch.device | str:
+    """Where the tokenizer's parameters live, else the CPU."""
+    module = tokenizer if isinstance(tokenizer, torch.nn.Module) else None
+    parameter = next(iter(module.parameters()), None) if module is not None else None
+    return parameter.device if parameter is not None else "cpu"
+
+
+def _reward_entry(label: str, value: Any) -> tuple[Any, float]:
+    """(entry, weight) of one reward given as a weight, a {spec, weight, kwargs} mapping or a plugin instance: the
+    entry is what :func:`~vaportok_rl.reward_loading.resolve_rewards` takes, ``(spec, kwargs)`` or the plugin."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        entry, weight = (label, {}), float(value)
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {"spec", "weight", "kwargs"}
+        if unknown:
+            raise ValueError(f"rewards.{label}: unknown keys {sorted(unknown)}; expected spec, weight, kwargs")
+        entry = (value.get("spec") or label, dict(value.get("kwargs") or {}))
+        weight = float(value.get("weight", 1.0))
+    elif callable(value):  # an already-built plugin instance
+        entry, weight = value, 1.0
+    else:
+        raise TypeError(
+            f"rewards.{label}: expected a weight, a {{spec, weight, kwargs}} mapping or a reward plugin, got {value!r}"
+        )
+    if not np.isfinite(weight):
+        raise ValueError(f"rewards.{label}: expected a finite weight, got {weight}")
+    return entry, weight
+
+
 def _resolve_rewards(rewards: Any, plugin_paths: Sequence[str | os.PathLike]) -> dict[str, tuple[Any, float]]:
-    """{label: (plugin, weight)} from {label: weight | {spec, weight, kwargs} | plugin} or a list of specs."""
+    """{label: (plugin, weight)} from {label: weight | {spec, weight, kwargs} | plugin} or a list of specs, the
+    plugins resolved as the trainer resolves a recipe's (:func:`~vaportok_rl.reward_loading.resolve_rewards`)."""
     if rewards is None:
         rewards = DEFAULT_ENV_REWARDS
     if isinstance(rewards, str) or not isinstance(rewards, Mapping | Sequence):
@@ -99,33 +130,14 @@ def _resolve_rewards(rewards: Any, plugin_paths: Sequence[str | os.PathLike]) ->
             f"specs, got {rewards!r}"
         )
     items = rewards.items() if isinstance(rewards, Mapping) else [(spec, 1.0) for spec in rewards]
-    search = [Path(p) for p in plugin_paths]
-    out: dict[str, tuple[Any, float]] = {}
+    entries, weights = {}, {}
     for label, value in items:
-        if value is None:
-            continue  # dropped, as in a recipe
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            plugin, weight = load_reward(str(label), search_paths=search), float(value)
-        elif isinstance(value, Mapping):
-            unknown = set(value) - {"spec", "weight", "kwargs"}
-            if unknown:
-                raise ValueError(f"rewards.{label}: unknown keys {sorted(unknown)}; expected spec, weight, kwargs")
-            spec = value.get("spec") or str(label)
-            plugin = load_reward(spec, dict(value.get("kwargs") or {}), search_paths=search)
-            weight = float(value.get("weight", 1.0))
-        elif callable(value):  # an already-built plugin instance
-            plugin, weight = validate_reward(value, str(label)), 1.0
-        else:
-            raise TypeError(
-                f"rewards.{label}: expected a weight, a {{spec, weight, kwargs}} mapping or a reward "
-                f"plugin, got {value!r}"
-            )
-        if not np.isfinite(weight):
-            raise ValueError(f"rewards.{label}: expected a finite weight, got {weight}")
-        out[str(label)] = (plugin, weight)
-    if not out:
+        if value is not None:  # None: dropped, as in a recipe
+            entries[str(label)], weights[str(label)] = _reward_entry(str(label), value)
+    if not entries:
         raise ValueError("rewards: expected at least one reward")
-    return out
+    plugins = resolve_rewards(entries, plugin_paths)
+    return {label: (plugin, weights[label]) for label, plugin in plugins.items()}
 
 
 class TaildropEnv(gym.Env):
@@ -181,11 +193,7 @@ class TaildropEnv(gym.Env):
         self.clip_shape = tuple(int(s) for s in self.tokenizer.clip_shape)
         self.split = split
         self.observation_bound = float(observation_bound)
-        if device is None:
-            module = self.tokenizer if isinstance(self.tokenizer, torch.nn.Module) else None
-            parameter = next(iter(module.parameters()), None) if module is not None else None
-            device = parameter.device if parameter is not None else "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(_default_device(self.tokenizer) if device is None else device)
         self.data, self._folder = self._check_data(data)
 
         self.observation_space = spaces.Box(
@@ -219,8 +227,6 @@ class TaildropEnv(gym.Env):
                     f"data: expected 'synthetic', 'textures', a folder of videos, a tensor or a "
                     f"callable, got {str(data)!r}"
                 )
-            from vaportok_rl.data import VideoFolder
-
             folder = VideoFolder(str(data), clips_per_video=self.L, frames=T, size=H)
             if len(folder) == 0:
                 raise ValueError(f"data: the folder {data} holds no video files")
@@ -235,8 +241,6 @@ class TaildropEnv(gym.Env):
         elif self._folder is not None:
             video = self._folder[int(self.np_random.integers(len(self._folder)))]
         elif isinstance(self.data, str):
-            from vaportok_rl.data import load_videos
-
             seed = int(self.np_random.integers(2**31 - 1))
             video = load_videos(self.data, 1, self.L, seed=seed, frames=T, size=H, split=self.split)[0]
         else:
@@ -323,32 +327,37 @@ class TaildropEnv(gym.Env):
             info["keep"] = e["keep"][-1]
         return info
 
-    def _score(self, clips: list[int]) -> tuple[float, dict[str, float]]:
-        """The weighted reward of the path made of ``clips`` (a rollout with B = G = 1, L = len(clips))."""
+    @torch.no_grad()
+    def _path_rollout(self, clips: list[int]) -> Rollout:
+        """The path made of ``clips`` as a rollout with B = G = 1 and L = len(clips)."""
         e = self._episode
         index = torch.tensor(clips, device=e["encoded"].latents.device)
-        encoded = Encoded(latents=e["encoded"].latents[index], codes=e["encoded"].codes[index])
-        keep = torch.tensor([[[e["keep"][c] for c in clips]]], dtype=torch.long, device=index.device)  # [1, 1, l]
+        encoded = Encoded(latents=e["encoded"].latents[index], codes=e["encoded"].codes[index])  # N = L clips
+        keep = torch.tensor([[[e["keep"][c] for c in clips]]], dtype=torch.long, device=index.device)  # [1, 1, L]
         L = len(clips)
-        with torch.no_grad():
-            decoded = decode_paths(self.tokenizer, encoded, keep) if "reconstructions" in self.needs else None
-            rollout = Rollout(
-                videos=e["videos"][:, clips],
-                encoded=encoded,
-                keep=keep,
-                reconstructions=decoded,  # [1, 1, l, C, T, H, W]
-                prior_correct=None if e["prior_correct"] is None else e["prior_correct"][:, clips],
-                sc=e["sc"][:, clips],
-                tc=e["tc"][:, clips],
-                old_logp=torch.zeros(1, 1, L, device=index.device),  # the env does not know the agent's policy
-                ref_logp=torch.zeros(1, 1, L, device=index.device),
-                num_latents=self.K,
-            )
-            parts, total = {}, 0.0
-            for label, (plugin, weight) in self.rewards.items():
-                value = check_reward_output(plugin, plugin(rollout), 1, 1, L)
-                parts[label] = float(value[0, 0].mean())  # a per-clip reward's path value: mean over L
-                total += weight * parts[label]
+        decoded = decode_paths(self.tokenizer, encoded, keep) if "reconstructions" in self.needs else None
+        return Rollout(
+            videos=e["videos"][:, clips],  # [1, L, C, T, H, W]
+            encoded=encoded,
+            keep=keep,
+            reconstructions=decoded,  # [1, 1, L, C, T, H, W]
+            prior_correct=None if e["prior_correct"] is None else e["prior_correct"][:, clips],  # [1, L, K]
+            sc=e["sc"][:, clips],  # [1, L]
+            tc=e["tc"][:, clips],
+            old_logp=torch.zeros(1, 1, L, device=index.device),  # the env does not know the agent's policy
+            ref_logp=torch.zeros(1, 1, L, device=index.device),
+            num_latents=self.K,
+        )
+
+    def _score(self, clips: list[int]) -> tuple[float, dict[str, float]]:
+        """The weighted reward of the path made of ``clips``, each plugin scored as the trainer scores it
+        (:func:`~vaportok_rl.reward_calling.score`: checked, a per-clip reward's path value is its mean over L)."""
+        plugins = {label: plugin for label, (plugin, _) in self.rewards.items()}
+        values = score(plugins, self._path_rollout(clips))[0, 0]  # [R]
+        parts, total = {}, 0.0
+        for (label, (_, weight)), value in zip(self.rewards.items(), values.tolist(), strict=True):
+            parts[label] = value
+            total += weight * value
         return float(total), parts
 
 

@@ -5,8 +5,8 @@
 - :func:`evaluate_head`: a (finished) head's argmax keep counts on the same held-out videos: tokens, PSNR, MSE,
   LPIPS and the AR prior's top-5 accuracy on the kept tokens (the sweep's results.csv columns).
 - :func:`held_out_videos`: those videos, drawn exactly as the trainer draws them.
-- :func:`score` and :func:`reward_metrics`: every reward of a rollout [B, G, R] and its TRL-named summaries (the
-  trainer uses them for its training batches too).
+- :func:`reward_metrics`: the TRL-named summaries of every reward of a rollout [B, G, R], scored by
+  :func:`~vaportok_rl.reward_calling.score` (re-exported here; the trainer uses both for its training batches too).
 
 The budgeted comparison against allocators and the oracle is a different question (``vaportok_rl.judge``,
 ``vaportok-rl eval``). Axis letters: docs/design.md.
@@ -23,30 +23,13 @@ from torch import Tensor
 from vaportok_rl.data import load_videos
 from vaportok_rl.metrics import psnr, shared_lpips
 from vaportok_rl.policy import TaildropPolicy
-from vaportok_rl.rewards import call_reward, required_needs
-from vaportok_rl.rollout import Rollout, collect_rollout, encode_videos, video_generators
+from vaportok_rl.reward_calling import score
+from vaportok_rl.rewards import required_needs
+from vaportok_rl.rollout import collect_rollout, encode_videos, video_generators
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer, prior_accuracy
 from vaportok_rl.train_config import TrainConfig
 
 __all__ = ["HeldOutEval", "evaluate_head", "held_out_videos", "reward_metrics", "score"]
-
-
-@torch.no_grad()
-def score(rewards: dict[str, Any], rollout: Rollout, credit: str = "path") -> Tensor:
-    """Every reward on the rollout, each checked: [B, G, R] float32 for ``credit="path"`` (a per-clip reward
-    [B, G, L] is averaged over its L clips), [B, G, L, R] for ``"decision"`` (a path reward is broadcast to each
-    of its clips). A plugin that raises is reported as a :class:`~vaportok_rl.rewards.RewardError` naming its
-    label, class and file."""
-    L = rollout.L
-    columns = []
-    for label, plugin in rewards.items():
-        value = call_reward(label, plugin, rollout).float().to(rollout.keep.device)
-        if credit == "decision":
-            value = value if value.ndim == 3 else repeat(value, "b g -> b g l", l=L)  # [B, G, L]
-        elif value.ndim == 3:
-            value = value.mean(-1)  # [B, G]
-        columns.append(value)
-    return torch.stack(columns, dim=-1)
 
 
 def reward_metrics(R: Tensor, weights: Tensor, labels: list[str], prefix: str = "") -> dict[str, float]:

@@ -17,6 +17,7 @@ through a safe loader) are read.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -213,8 +214,6 @@ def load_head(source: str | os.PathLike, tokenizer: Any = None, force: bool = Fa
     """
     spec = str(source)
     if spec == "pretrained":
-        import copy
-
         head = getattr(tokenizer, "head", None)
         if not isinstance(head, TaildropHead):
             raise ExportError(

@@ -7,14 +7,13 @@ import copy
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from vaportok_rl.config import ConfigError
 from vaportok_rl.enumerated import keep_grid
 from vaportok_rl.resources import tensor_bytes
-from vaportok_rl.rewards import load_reward
+from vaportok_rl.reward_loading import load_rewards  # the one resolution of reward specs (re-exported)
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.run_files import CHECKPOINTS, METRICS_FILE, RUN_CONFIG, RUN_HEAD, RUN_HEAD_CONFIG, RUN_SUMMARY
 from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
@@ -81,15 +80,6 @@ def starting_head(tokenizer: FrozenTokenizer, config: TrainConfig) -> TaildropHe
         where = f"policy.init {config.policy.init}" if config.policy.init else "the tokenizer's own .head"
         raise ConfigError(f"{where}: {mismatch}")
     return head.requires_grad_(True).train()
-
-
-def load_rewards(config: TrainConfig) -> dict[str, Any]:
-    """{label: plugin instance} for the active rewards, in recipe order."""
-    search = [Path(p) for p in config.plugin_paths]
-    return {
-        label: load_reward(spec.spec or label, spec.kwargs, search_paths=search)
-        for label, spec in config.active_rewards().items()
-    }
 
 
 def lr_factor(config: TrainConfig):
