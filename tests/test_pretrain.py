@@ -7,7 +7,8 @@ import torch
 from conftest import ROOT
 
 from vaportok_rl.config import ConfigError, check_documented, load_config
-from vaportok_rl.tokenizer.pretrain import PretrainConfig, Pretrainer, run_pretrain
+from vaportok_rl.tokenizer.pretrain import Pretrainer, run_pretrain
+from vaportok_rl.tokenizer.pretrain_config import PretrainConfig
 
 TINY = [
     "model.frames=8",
@@ -123,7 +124,7 @@ def test_the_pretrain_command_alone_is_deterministic_run_to_run(tmp_path, capsys
 def test_whitening_exponent_shrinks_late_codes_and_keeps_the_linear_path_exact(tmp_path):
     """optim.init_whiten < 1 scales the detail tokens' coefficients down with their variance; the decoder's
     skip map scales them back, so continuous codes still reconstruct what the whitened start does."""
-    from vaportok_rl.tokenizer.pretrain import fit_linear_path, fit_patch_basis
+    from vaportok_rl.tokenizer.skip_init import fit_linear_path, fit_patch_basis
 
     config = tiny_config(tmp_path, "w")
     clips = torch.rand(40, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))

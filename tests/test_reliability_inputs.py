@@ -168,7 +168,7 @@ def _float_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _loaders():
-    from vaportok_rl.tokenizer.pretrain import PretrainConfig
+    from vaportok_rl.tokenizer.pretrain_config import PretrainConfig
 
     return {
         "train": (TrainConfig, lambda o: load_train_config(None, o)),

@@ -104,7 +104,7 @@ def keep_for_budget(logits: Tensor, budget: float, *, rounds: int = 60) -> tuple
         raise ValueError(f"budget: expected a mean keep count in [1, {K}], got {budget}")
     allowed = logits > float("-inf")  # [N, K]
     total = budget * N
-    cap = math.floor(total + 1e-9 * max(1.0, total))  # as allocators._check: float noise must not cost a token
+    cap = math.floor(total + 1e-9 * max(1.0, total))  # as allocation.check_problem: float noise must not cost a token
     least = allowed.double().argmax(-1) + 1  # each clip's fewest allowed tokens
     if int(least.sum()) > cap:
         raise ValueError(

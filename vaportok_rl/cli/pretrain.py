@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from vaportok_rl.cli.recipe import parse_recipe_args, recipe_parser, run_recipe_command
 from vaportok_rl.config import load_config
-from vaportok_rl.tokenizer.pretrain import PRETRAIN_FILES, PretrainConfig, PretrainInterrupted, run_pretrain
+from vaportok_rl.tokenizer.pretrain import PretrainInterrupted, run_pretrain
+from vaportok_rl.tokenizer.pretrain_config import PretrainConfig
+from vaportok_rl.tokenizer.pretrain_folder import PRETRAIN_FILES
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,7 +80,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def _bounce(p0: float, disp: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Position of a point starting at p0 moved by disp [F], reflected between lo and hi (triangle wave)."""
+    """Position of a point starting at p0 moved by disp [L·T], reflected between lo and hi (triangle wave)."""
     span = hi - lo
     u = np.mod(p0 - lo + disp, 2.0 * span)
     return lo + span - np.abs(u - span)
@@ -123,19 +123,19 @@ def _render_shape(
     fade: np.ndarray | None,
     size: int,
 ) -> None:
-    """Composite one shape onto img [3, F, H, W] in place. xx, yy: [H, W] pixel centres; disp: [F] displacement."""
+    """Composite one shape onto img [3, L·T, H, W] in place. xx, yy: [H, W] pixel centres; disp: [L·T] displacement."""
     lo, hi = 0.05 * size, 0.95 * size
-    cx = _bounce(sh["pos"][0], sh["vel"][0] * disp, lo, hi).astype(np.float32)  # [F]
+    cx = _bounce(sh["pos"][0], sh["vel"][0] * disp, lo, hi).astype(np.float32)  # [L·T]
     cy = _bounce(sh["pos"][1], sh["vel"][1] * disp, lo, hi).astype(np.float32)
-    dx = xx[None, :1, :] - cx[:, None, None]  # [F, 1, W] (x varies along W only)
-    dy = yy[None, :, :1] - cy[:, None, None]  # [F, H, 1]
+    dx = xx[None, :1, :] - cx[:, None, None]  # [L·T, 1, W] (x varies along W only)
+    dy = yy[None, :, :1] - cy[:, None, None]  # [L·T, H, 1]
     if sh["kind"] == 0:
         sd = np.sqrt(dx * dx + dy * dy) - float(sh["radius"])
         alpha = _smoothstep(0.5 - sd)
     elif sh["kind"] == 1:
-        th = (sh["theta"] + sh["omega"] * t).astype(np.float32)[:, None, None]  # [F, 1, 1]
+        th = (sh["theta"] + sh["omega"] * t).astype(np.float32)[:, None, None]  # [L·T, 1, 1]
         c, s_ = np.cos(th), np.sin(th)
-        qx = np.abs(c * dx + s_ * dy) - float(sh["half"][0])  # [F, H, W]
+        qx = np.abs(c * dx + s_ * dy) - float(sh["half"][0])  # [L·T, H, W]
         qy = np.abs(-s_ * dx + c * dy) - float(sh["half"][1])
         outside = np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
         sd = outside + np.minimum(np.maximum(qx, qy), 0.0)
@@ -149,13 +149,91 @@ def _render_shape(
     colour = sh["colour"][:, None, None, None]  # [3, 1, 1, 1]
     if sh["textured"]:
         k = 2 * np.pi * sh["tex_freq"]
-        ax = (k * np.cos(sh["tex_dir"]) * dx).astype(np.float32)  # [F, 1, W]
-        ay = (k * np.sin(sh["tex_dir"]) * dy + sh["tex_phase"]).astype(np.float32)  # [F, H, 1]
-        # sin(ax + ay) = sin ax cos ay + cos ax sin ay: transcendentals on [F, 1, W] and [F, H, 1] only
+        ax = (k * np.cos(sh["tex_dir"]) * dx).astype(np.float32)  # [L·T, 1, W]
+        ay = (k * np.sin(sh["tex_dir"]) * dy + sh["tex_phase"]).astype(np.float32)  # [L·T, H, 1]
+        # sin(ax + ay) = sin ax cos ay + cos ax sin ay: transcendentals on [L·T, 1, W] and [L·T, H, 1] only
         wave = np.float32(sh["tex_contrast"]) * (np.sin(ax) * np.cos(ay) + np.cos(ax) * np.sin(ay))
         colour = np.clip(colour + wave[None], 0.0, 1.0)
     img *= 1.0 - alpha[None]
     img += alpha[None] * colour
+
+
+def _clip_events(
+    seed: int, i: int, num_clips: int, frames: int, s: float, m: float, size: int
+) -> tuple[np.ndarray, list[tuple[int, dict]], np.ndarray]:
+    """Events of clips 1..L-1 from their own stream ``[seed, i, 1]``: per-clip speed multipliers [L] (clip 0 always
+    ×1), the shapes fading in (clip, shape), and the displacement along time [L·T] (continuous across clips)."""
+    evt = np.random.default_rng([seed, i, 1])
+    mult = np.ones(num_clips)
+    entering: list[tuple[int, dict]] = []
+    for clip in range(1, num_clips):
+        if evt.uniform() < 0.5:
+            mult[clip] = mult[clip - 1] * evt.uniform(0.5, 1.6)
+        else:
+            mult[clip] = mult[clip - 1]
+        if evt.uniform() < 0.35:
+            entering.append((clip, _draw_shape(evt, s, m, size)))
+    per_frame = np.repeat(mult, frames).astype(np.float32)
+    disp = np.concatenate([[0.0], np.cumsum(per_frame[:-1])]).astype(np.float32)  # [L·T]
+    return mult, entering, disp
+
+
+def _travelling_cos(
+    k: float, direction: float, phase: float, xx: np.ndarray, yy: np.ndarray, pan: np.ndarray
+) -> np.ndarray:
+    """cos(k·((x, y) − pan_t)·(cos d, sin d) + phase) as float32 [L·T, H, W]; xx, yy: [H, W], pan: [2, L·T]."""
+    ux, uy = np.cos(direction), np.sin(direction)
+    a = k * (xx * ux + yy * uy) + phase  # [H, W]
+    b = k * (pan[0] * ux + pan[1] * uy)  # [L·T]
+    ca, sa = np.cos(a).astype(np.float32), np.sin(a).astype(np.float32)
+    cb, sb = np.cos(b).astype(np.float32), np.sin(b).astype(np.float32)
+    return ca[None] * cb[:, None, None] + sa[None] * sb[:, None, None]
+
+
+def _background(
+    rng: np.random.Generator, s: float, m: float, size: int, xx: np.ndarray, yy: np.ndarray, disp: np.ndarray
+) -> np.ndarray:
+    """The panning background [3, L·T, H, W]: a cosine ramp between two colours along a random direction, plus
+    (probability 0.3 + 0.7·s) a tinted grating. Both are cos(k·(x·d) − k·shift_t + φ); cos(a − b) = cos a cos b +
+    sin a sin b keeps transcendental calls off [L·T, H, W]. Every parameter is drawn, used or not."""
+    scale = size / 32.0
+    c0 = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
+    c1 = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
+    g_dir = rng.uniform(0, 2 * np.pi)
+    g_phase = rng.uniform(0, 2 * np.pi)
+    pan_dir = rng.uniform(0, 2 * np.pi)
+    pan_speed = m * rng.uniform(0.4, 1.0) * _BASE_PAN * scale  # 0.2 to 0.5 px/frame at level 1
+    pan = pan_speed * np.stack([np.cos(pan_dir) * disp, np.sin(pan_dir) * disp])  # [2, L·T] (x, y) shift
+
+    w = 0.5 - 0.5 * _travelling_cos(np.pi / (1.5 * size), g_dir, g_phase, xx, yy, pan)  # [L·T, H, W] in [0, 1]
+    img = c0[:, None, None, None] + (c1 - c0)[:, None, None, None] * w[None]  # [3, L·T, H, W]
+
+    bg_textured = rng.uniform() < 0.3 + 0.7 * s
+    bg_freq = (1.0 + 7.0 * s * rng.uniform(0.3, 1.0)) / size
+    bg_dir = rng.uniform(0, np.pi)
+    bg_contrast = s * rng.uniform(0.1, 0.35)
+    bg_phase = rng.uniform(0, 2 * np.pi)
+    tint = rng.uniform(0.5, 1.0, size=3).astype(np.float32)
+    if bg_textured and bg_contrast > 0:
+        wave = _travelling_cos(2 * np.pi * bg_freq, bg_dir, bg_phase, xx, yy, pan)
+        img += (bg_contrast * tint)[:, None, None, None] * wave[None]
+    return img
+
+
+def _add_noise(video: np.ndarray, rng: np.random.Generator, noise: bool | float, s: float, seed: int, i: int) -> float:
+    """Add Gaussian noise to ``video`` [L, 3, T, H, W] in place, each clip's from its own stream ``[seed, i, 2, l]``;
+    σ ~ U(0, 0.01·s) from ``rng`` when ``noise`` is True, none when False, else ``noise``. Returns σ."""
+    if noise is True:
+        sigma = rng.uniform(0.0, 0.01 * s)
+    elif noise is False:
+        sigma = 0.0
+    else:
+        sigma = float(noise)
+    if sigma > 0:
+        for clip in range(video.shape[0]):
+            nrng = np.random.default_rng([seed, i, 2, clip])
+            video[clip] += np.float32(sigma) * _noise(nrng, video[clip].shape)
+    return sigma
 
 
 def _render_video(
@@ -168,63 +246,18 @@ def _render_video(
     temporal: float | None,
     noise: bool | float,
 ) -> tuple[np.ndarray, dict]:
+    """Video ``i`` of ``seed`` [L, 3, T, H, W] in [0, 1] and its info (the levels, σ, shape counts, speeds)."""
     rng = np.random.default_rng([seed, i])
     s_draw, m_draw = rng.uniform(), rng.uniform()  # always drawn, so fixing a level leaves the rest unchanged
     s = s_draw if spatial is None else float(spatial)
     m = m_draw if temporal is None else float(temporal)
-    scale = size / 32.0
-    num_frames = num_clips * frames
 
-    # Coordinates: pixel centres [H, W], global frame index [F].
+    # Coordinates: pixel centres [H, W], global frame index [L·T].
     coords = np.arange(size, dtype=np.float32) + 0.5
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
-    t = np.arange(num_frames, dtype=np.float32)
-
-    # Per-clip speed multipliers (clip 0 always ×1) → displacement along time (continuous across clips).
-    evt = np.random.default_rng([seed, i, 1])
-    mult = np.ones(num_clips)
-    entering: list[tuple[int, dict]] = []
-    for clip in range(1, num_clips):
-        if evt.uniform() < 0.5:
-            mult[clip] = mult[clip - 1] * evt.uniform(0.5, 1.6)
-        else:
-            mult[clip] = mult[clip - 1]
-        if evt.uniform() < 0.35:
-            entering.append((clip, _draw_shape(evt, s, m, size)))
-    per_frame = np.repeat(mult, frames).astype(np.float32)
-    disp = np.concatenate([[0.0], np.cumsum(per_frame[:-1])]).astype(np.float32)  # [F]
-
-    # Background: cosine ramp between two colours along a random direction, panning. Both the ramp and the grating
-    # are cos(k·(x·d) − k·shift_t + φ); cos(a − b) = cos a cos b + sin a sin b keeps transcendental calls off [F, H, W].
-    c0 = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
-    c1 = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
-    g_dir = rng.uniform(0, 2 * np.pi)
-    g_phase = rng.uniform(0, 2 * np.pi)
-    pan_dir = rng.uniform(0, 2 * np.pi)
-    pan_speed = m * rng.uniform(0.4, 1.0) * _BASE_PAN * scale  # 0.2 to 0.5 px/frame at level 1
-    pan = pan_speed * np.stack([np.cos(pan_dir) * disp, np.sin(pan_dir) * disp])  # [2, F] (x, y) shift
-
-    def travelling_cos(k: float, direction: float, phase: float) -> np.ndarray:
-        """cos(k·((x, y) − pan_t)·(cos d, sin d) + phase) as float32 [F, H, W]."""
-        ux, uy = np.cos(direction), np.sin(direction)
-        a = k * (xx * ux + yy * uy) + phase  # [H, W]
-        b = k * (pan[0] * ux + pan[1] * uy)  # [F]
-        ca, sa = np.cos(a).astype(np.float32), np.sin(a).astype(np.float32)
-        cb, sb = np.cos(b).astype(np.float32), np.sin(b).astype(np.float32)
-        return ca[None] * cb[:, None, None] + sa[None] * sb[:, None, None]
-
-    w = 0.5 - 0.5 * travelling_cos(np.pi / (1.5 * size), g_dir, g_phase)  # [F, H, W] in [0, 1]
-    img = c0[:, None, None, None] + (c1 - c0)[:, None, None, None] * w[None]  # [3, F, H, W]
-
-    bg_textured = rng.uniform() < 0.3 + 0.7 * s
-    bg_freq = (1.0 + 7.0 * s * rng.uniform(0.3, 1.0)) / size
-    bg_dir = rng.uniform(0, np.pi)
-    bg_contrast = s * rng.uniform(0.1, 0.35)
-    bg_phase = rng.uniform(0, 2 * np.pi)
-    tint = rng.uniform(0.5, 1.0, size=3).astype(np.float32)
-    if bg_textured and bg_contrast > 0:
-        wave = travelling_cos(2 * np.pi * bg_freq, bg_dir, bg_phase)
-        img += (bg_contrast * tint)[:, None, None, None] * wave[None]
+    t = np.arange(num_clips * frames, dtype=np.float32)
+    mult, entering, disp = _clip_events(seed, i, num_clips, frames, s, m, size)
+    img = _background(rng, s, m, size, xx, yy, disp)  # [3, L·T, H, W]
 
     # Shapes present from the first frame.
     n_shapes = int(rng.binomial(_MAX_SHAPES, 0.1 + 0.8 * s))
@@ -235,19 +268,9 @@ def _render_video(
         fade = np.clip((t - clip * frames + 1) / _FADE_FRAMES, 0.0, 1.0).astype(np.float32)
         _render_shape(img, sh, xx, yy, disp, t, fade, size)
 
-    # Noise, drawn per clip from its own stream.
-    if noise is True:
-        sigma = rng.uniform(0.0, 0.01 * s)
-    elif noise is False:
-        sigma = 0.0
-    else:
-        sigma = float(noise)
     video = img.reshape(3, num_clips, frames, size, size).transpose(1, 0, 2, 3, 4)  # [L, 3, T, H, W]
     video = np.ascontiguousarray(video)
-    if sigma > 0:
-        for clip in range(num_clips):
-            nrng = np.random.default_rng([seed, i, 2, clip])
-            video[clip] += np.float32(sigma) * _noise(nrng, video[clip].shape)
+    sigma = _add_noise(video, rng, noise, s, seed, i)  # noise drawn per clip from its own stream
     np.clip(video, 0.0, 1.0, out=video)
     info = {
         "spatial": s,
