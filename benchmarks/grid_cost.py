@@ -25,8 +25,9 @@ import torch
 
 from vaportok_rl.distill import load_distill_recipe, run_distill
 from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid
-from vaportok_rl.judge import HELDOUT_SETS, head_logits, heldout_quality, judge_head
+from vaportok_rl.judge import HELDOUT_SETS, heldout_quality, judge_head
 from vaportok_rl.judge import seed_spread as stat
+from vaportok_rl.policy import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer import load_tokenizer_spec
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from vaportok_rl.config import load_yaml
-from vaportok_rl.judge import HELDOUT_SEED, HELDOUT_SETS, head_logits, heldout_quality, judge_head
+from vaportok_rl.judge import HELDOUT_SEED, HELDOUT_SETS, heldout_quality, judge_head
+from vaportok_rl.policy import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer import load_tokenizer_spec
 

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from vaportok_rl.budget import keep_for_budget
-from vaportok_rl.judge import HELDOUT_SETS, head_logits, heldout_quality, judge_head, savings_record
+from vaportok_rl.judge import HELDOUT_SETS, heldout_quality, judge_head, savings_record
 from vaportok_rl.judge import seed_spread as stat
+from vaportok_rl.policy import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer import load_tokenizer_spec
 from vaportok_rl.train import run_training

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaportok_rl.judge import HELDOUT_SETS, head_logits, heldout_quality, judge_head, seed_spread
+from vaportok_rl.judge import HELDOUT_SETS, heldout_quality, judge_head, seed_spread
+from vaportok_rl.policy import head_logits
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer import load_tokenizer_spec
 

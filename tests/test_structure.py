@@ -199,11 +199,13 @@ def test_imports_are_at_the_top_unless_an_optional_dependency_says_why():
 
 
 def code_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of the lines that carry code: no blank, comment, import, docstring or bare-bracket
-    lines, white space folded."""
+    """(line number, text) of the lines that carry code: no blank, comment, import, signature, docstring or
+    bare-bracket lines, white space folded."""
     tree = ast.parse(path.read_text())
-    docstrings = set()
+    docstrings = set()  # and signatures: functions of one family share their parameter lists by design
     for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            docstrings.update(range(node.lineno, node.body[0].lineno))
         body = getattr(node, "body", None)
         first = body[0] if isinstance(body, list) and body else None
         if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
@@ -234,3 +236,26 @@ def test_no_duplicated_blocks_of_code():
                 dups.append(f"{seen[block]} ~ {where}")
             seen.setdefault(block, where)
     assert dups == []
+
+
+# =============================================================================================== import direction
+
+FOUNDATIONS = {"errors", "run_files", "checkpoint", "run_folder", "resources", "config"}
+"""Below everything: the error base, file names, atomic files, output folders, machine checks, recipes."""
+TRAIN_AND_JUDGE = {"train", "judge"}
+"""Training a head and judging one never import each other (a head is judged the same however it was made)."""
+FRONT_ENDS = {"cli", "sweep", "distill", "export", "model_card"}
+"""The only modules above train/ and judge/: what may import them."""
+
+
+def test_import_direction():
+    known = modules()
+
+    def part(name: str) -> str:
+        return name.split(".")[1] if "." in name else name
+
+    edges = {(part(a), part(b)) for a, path in known.items() for b in imports(path, known) if part(a) != part(b)}
+    assert {(a, b) for a, b in edges if a in FOUNDATIONS and b not in FOUNDATIONS} == set()
+    assert {(a, b) for a, b in edges if a in TRAIN_AND_JUDGE and b in TRAIN_AND_JUDGE} == set()
+    assert {(a, b) for a, b in edges if b in TRAIN_AND_JUDGE and a not in FRONT_ENDS} == set()
+    assert {a for a, b in edges if b == "cli"} == set()

@@ -179,3 +179,10 @@ class TaildropPolicy(nn.Module):
         reference = copy.deepcopy(self)
         reference.requires_grad_(False)
         return reference.eval()
+
+
+def head_logits(head: torch.nn.Module, latents: Tensor, chunk: int = 1024) -> Tensor:
+    """The head's logits [N, K] for latents [N, K, D], ``chunk`` clips per call, no grad (a pool's or an
+    evaluation set's, for the price knob and the enumerated targets' reference)."""
+    with torch.no_grad():
+        return torch.cat([head(latents[i : i + chunk]) for i in range(0, len(latents), chunk)])

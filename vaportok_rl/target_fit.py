@@ -25,8 +25,7 @@ from vaportok_rl.data import SOURCES, VideoFolder, load_videos
 from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
 from vaportok_rl.grpo import group_target, target_loss
 from vaportok_rl.heldout import tokenizer_device
-from vaportok_rl.judge.choosers import head_logits
-from vaportok_rl.policy import TaildropPolicy
+from vaportok_rl.policy import TaildropPolicy, head_logits
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
@@ -86,7 +85,7 @@ def price_targets(
     knob_prices: Sequence[float],
     temperature: float,
     ref_logits: Tensor | None = None,
-    beta: float = 0.0,
+    beta: float = 0.0,  # not GRPOConfig.beta (0.1): as grpo.group_target, beta > 0 needs ref_logits (default None)
 ) -> tuple[Tensor, Tensor]:
     """(targets [M, N, K], tilts [M]) of utility [N, K] (at the run's own ``price``) at that price first and at each
     knob price p: the closed-form target of u(k) - (p - price)·k, its reference tilted alike, and the tilt

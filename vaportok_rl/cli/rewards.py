@@ -53,9 +53,7 @@ def _entry_rows(entries: list[dict], errors: list[str]) -> list[list[str]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``vaportok-rl rewards list [--recipe R] [--path DIR ...] [--json]``."""
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaportok-rl rewards", description="Reward plugins (see docs/rewards.md).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="list")
     ls = sub.add_parser(
@@ -69,28 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--recipe", help="a training (or sweep) recipe: adds its plugin_paths and checks its rewards")
     ls.add_argument("--path", action="append", default=[], metavar="DIR", help="a plugin folder (repeatable)")
     ls.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
-    args = parser.parse_args(argv)
+    return parser
 
-    configs = []
-    if args.recipe:
-        try:
-            configs = _recipe_configs(args.recipe)
-        except ConfigError as error:
-            print(f"vaportok-rl rewards list: error: {error}", file=sys.stderr)
-            return 2
-    paths: list[str] = []
-    for folder in [p for c in configs for p in c.plugin_paths] + list(args.path):
-        if folder not in paths:
-            paths.append(folder)
-    missing = [p for p in paths if not Path(p).is_dir()]
-    entries = list_rewards(paths)
-    examples = [
-        {**e, "spec": f"{BUILTIN_PACKAGE}.examples.{e['spec']}", "where": "example"}
-        for e in list_rewards([_examples_folder()])
-        if not e["builtin"]
-    ]
 
-    # ---- the recipe's rewards, loaded and validated exactly as the trainer does
+def _recipe_rewards(configs: list) -> list[dict]:
+    """The recipe's rewards, loaded and validated exactly as the trainer does (one row per distinct reward)."""
     used: list[dict] = []
     for config in configs:
         for label, spec in config.active_rewards().items():
@@ -103,17 +84,16 @@ def main(argv: list[str] | None = None) -> int:
             except (RewardError, ConfigError) as error:  # ConfigError: a plugin_paths folder that does not exist
                 row.update(needs=[], file=None, error=str(error))
             used.append(row)
+    return used
 
-    if args.json:
-        print(json.dumps({"plugin_paths": paths, "rewards": entries, "examples": examples, "recipe": used}, indent=1))
-        return 1 if any(u["error"] for u in used) else 0
 
+def _print_tables(entries: list, examples: list, used: list[dict], paths: list[str], recipe: str | None) -> None:
     errors: list[str] = []
     header = ["SPEC", "NAME", "NEEDS", "FILE", "DESCRIPTION"]
     searched = ", ".join(paths) if paths else "none (add folders with --path or the recipe's plugin_paths)"
     print(f"Reward plugins by short name (plugin folders searched first: {searched})\n")
     print(_table(_entry_rows(entries, errors), header))
-    for folder in missing:
+    for folder in [p for p in paths if not Path(p).is_dir()]:
         print(f"\nwarning: plugin folder {folder!r} does not exist")
     if examples:
         print(
@@ -122,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(_table(_entry_rows(examples, errors), header))
     if used:
-        print(f"\nRewards of {args.recipe} (loaded and validated as training would)\n")
+        print(f"\nRewards of {recipe} (loaded and validated as training would)\n")
         rows = []
         for u in used:
             status = "ok" if u["error"] is None else f"ERROR (see below, #{len(errors) + 1})"
@@ -139,4 +119,31 @@ def main(argv: list[str] | None = None) -> int:
         "\nNEEDS is what the rollout computes for the plugin: 'reconstructions' (decode every truncation), "
         "'prior_correct' (one AR-prior pass per clip); '-' = keep counts, videos and complexity only."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vaportok-rl rewards list [--recipe R] [--path DIR ...] [--json]``."""
+    args = _parser().parse_args(argv)
+    configs = []
+    if args.recipe:
+        try:
+            configs = _recipe_configs(args.recipe)
+        except ConfigError as error:
+            print(f"vaportok-rl rewards list: error: {error}", file=sys.stderr)
+            return 2
+    paths: list[str] = []
+    for folder in [p for c in configs for p in c.plugin_paths] + list(args.path):
+        if folder not in paths:
+            paths.append(folder)
+    entries = list_rewards(paths)
+    examples = [
+        {**e, "spec": f"{BUILTIN_PACKAGE}.examples.{e['spec']}", "where": "example"}
+        for e in list_rewards([_examples_folder()])
+        if not e["builtin"]
+    ]
+    used = _recipe_rewards(configs)
+    if args.json:
+        print(json.dumps({"plugin_paths": paths, "rewards": entries, "examples": examples, "recipe": used}, indent=1))
+    else:
+        _print_tables(entries, examples, used, paths, args.recipe)
     return 1 if any(u["error"] for u in used) else 0

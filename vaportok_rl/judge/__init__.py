@@ -14,7 +14,7 @@
 
 from vaportok_rl.data import HELDOUT_SEED
 from vaportok_rl.judge.candidates import SSIM_MIN_SIDE, CandidateMetrics
-from vaportok_rl.judge.choosers import BASELINES, HEAD_ILP_OPTIONS, HeadScorer, head_logits
+from vaportok_rl.judge.choosers import BASELINES, HEAD_ILP_OPTIONS, HeadScorer
 from vaportok_rl.judge.curves import (
     CURVE_KEYS,
     fixed_curve,
@@ -77,7 +77,6 @@ __all__ = [
     "format_rate_quality",
     "format_side_by_side",
     "format_table",
-    "head_logits",
     "heldout_pool",
     "heldout_quality",
     "judge_head",

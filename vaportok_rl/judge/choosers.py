@@ -24,7 +24,7 @@ from vaportok_rl.policy import TaildropPolicy
 from vaportok_rl.tokenizer.head import TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
-__all__ = ["BASELINES", "HEAD_ILP_OPTIONS", "HeadScorer", "allocator_keep", "head_logits", "policy_keeps"]
+__all__ = ["BASELINES", "HEAD_ILP_OPTIONS", "HeadScorer", "allocator_keep", "policy_keeps"]
 
 BASELINES = ("fixed", "bithr", "bidelta", "ilp")
 """AdapTok's allocators, always compared (plus ``--allocator`` when it is ``fast``)."""
@@ -62,12 +62,6 @@ class HeadScorer:
             parts.append(torch.softmax(logits, -1).cumsum(-1).clamp(0.0, 1.0).cpu())  # CDF over k = 1..K
         cdf = torch.cat(parts).numpy()  # [N, K]
         return cdf[:, grid - 1]  # [N, Q]
-
-
-def head_logits(head: torch.nn.Module, latents: Tensor, chunk: int = 1024) -> Tensor:
-    """The head's logits [N, K] for latents [N, K, D], ``chunk`` clips per call, no grad."""
-    with torch.no_grad():
-        return torch.cat([head(latents[i : i + chunk]) for i in range(0, len(latents), chunk)])
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from torch import Tensor
 from vaportok_rl.complexity import complexity
 from vaportok_rl.data import HELDOUT_SEED
 from vaportok_rl.judge.candidates import CandidateMetrics
-from vaportok_rl.judge.choosers import BASELINES, HeadScorer, allocator_keep, head_logits, policy_keeps
+from vaportok_rl.judge.choosers import BASELINES, HeadScorer, allocator_keep, policy_keeps
 from vaportok_rl.judge.curves import rate_quality
 from vaportok_rl.judge.inputs import (
     EvalError,
@@ -50,7 +50,7 @@ from vaportok_rl.judge.oracles import DistortionScorer, exact_oracle
 from vaportok_rl.judge.records import nan_to_none
 from vaportok_rl.judge.records import record as judge_record
 from vaportok_rl.metrics import LPIPSMetric, psnr_from_mse, shared_lpips
-from vaportok_rl.policy import TaildropPolicy
+from vaportok_rl.policy import TaildropPolicy, head_logits
 from vaportok_rl.tokenizer.head import TaildropHead
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
 
