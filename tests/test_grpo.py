@@ -267,6 +267,9 @@ def test_other_bad_arguments_raise():
 # ---------------------------------------------------------------- compute_advantages
 
 
+SUM = {"reward_aggregation": "sum_then_normalize"}  # TRL's: the weighted sum normalised (not the default)
+
+
 def rewards_case(B=3, G=5, R=2, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(B, G, R, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 3.0][:R], dtype=torch.float64)
@@ -274,7 +277,7 @@ def rewards_case(B=3, G=5, R=2, seed=0):
 
 def test_group_scaling_zero_mean_unit_std():
     rewards = rewards_case()
-    adv = compute_advantages(rewards, [1.0, 0.5])
+    adv = compute_advantages(rewards, [1.0, 0.5], **SUM)
     assert adv.shape == (3, 5)
     assert_close(adv.mean(dim=1), torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
     assert_close(adv.std(dim=1), torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-3)
@@ -292,7 +295,7 @@ def test_matches_loop_transcription_all_scalings():
 
     batch_std = std([x for row in r for x in row])
     for scale in ("group", "batch", "none"):
-        adv = compute_advantages(rewards, weights, scale_rewards=scale)
+        adv = compute_advantages(rewards, weights, scale_rewards=scale, **SUM)
         for b in range(B):
             mu = sum(r[b]) / G
             div = {"group": std(r[b]) + 1e-4, "batch": batch_std + 1e-4, "none": 1.0}[scale]
@@ -302,8 +305,8 @@ def test_matches_loop_transcription_all_scalings():
 
 def test_batch_scaling_uses_one_std():
     rewards = rewards_case()
-    centred = compute_advantages(rewards, [1.0, 0.5], scale_rewards="none")
-    batch = compute_advantages(rewards, [1.0, 0.5], scale_rewards="batch")
+    centred = compute_advantages(rewards, [1.0, 0.5], scale_rewards="none", **SUM)
+    batch = compute_advantages(rewards, [1.0, 0.5], scale_rewards="batch", **SUM)
     ratio = centred / batch
     assert_close(ratio, torch.full_like(ratio, ratio[0, 0].item()))
     total = (rewards * torch.tensor([1.0, 0.5], dtype=torch.float64)).sum(-1)
@@ -312,7 +315,7 @@ def test_batch_scaling_uses_one_std():
 
 def test_none_scaling_is_centred_weighted_sum():
     rewards = rewards_case()
-    adv = compute_advantages(rewards, torch.tensor([2.0, -1.0]), scale_rewards="none")
+    adv = compute_advantages(rewards, torch.tensor([2.0, -1.0]), scale_rewards="none", **SUM)
     total = 2.0 * rewards[..., 0] - rewards[..., 1]
     assert_close(adv, total - total.mean(dim=1, keepdim=True))
     # without scaling the two aggregations coincide (linearity)

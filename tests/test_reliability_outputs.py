@@ -15,11 +15,11 @@ from conftest import FakeTokenizer
 from test_reliability import assert_one_clear_line, run
 from test_sweep import tiny_overrides, write_recipe
 
-from vaportok_rl import sweep as sweep_module
 from vaportok_rl.export import WEIGHTS_FILE, save_pretrained
 from vaportok_rl.run_folder import read_record
 from vaportok_rl.runs import load_head, save_head
 from vaportok_rl.sweep import format_table, load_sweep, result_row
+from vaportok_rl.sweep import run as sweep_module
 
 # =============================================================================================== eval
 

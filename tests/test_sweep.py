@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from vaportok_rl import sweep as sweep_module
 from vaportok_rl.cli.sweep import main as cli
 from vaportok_rl.sweep import RESULT_COLUMNS, SweepError, format_table, load_results, load_sweep, run_sweep
+from vaportok_rl.sweep import run as sweep_module
+from vaportok_rl.train_config import DEFAULT_REWARDS
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "recipes" / "vaportok_paper.yaml"
@@ -286,7 +287,7 @@ def test_a_bad_key_fails_before_any_run_naming_the_run_and_key(tmp_path, tokeniz
 
 def test_table_is_the_table_1_analogue_for_leave_one_out_with_seeds():
     def row(name, seed, missing, tokens, psnr):
-        weights = {f"w_{k}": 0.0 if k == missing else 1.0 for k in sweep_module.DEFAULT_REWARDS}
+        weights = {f"w_{k}": 0.0 if k == missing else 1.0 for k in DEFAULT_REWARDS}
         return {"name": name, "seed": seed, **weights, "tokens": tokens, "psnr": psnr, "mse": 0.01, "lpips": 0.2,
                 "prior_top5": 0.5}  # fmt: skip
 

@@ -41,20 +41,21 @@ class DistillConfig:
     price: float = 0.05
     """λ, dB per token: the oracle keeps argmax_k PSNR(k) - λ·k per clip (a larger price, fewer tokens); the
     head's own argmax aims there."""
-    temperature: float = 0.25
+    temperature: float = GRPOConfig.target_temperature
     """Of the Boltzmann targets, in dB: the oracle's k and its near-ties share the target's mass."""
     knob_prices: list[float] = field(default_factory=list)
     """Other prices (dB per token) the price knob should reach: the head's logits, tilted by
     (p - price) / temperature per token, are fitted to the oracle's targets at p too. Empty: λ alone."""
-    steps: int = 600
+    steps: int = 600  # not TrainConfig.steps (200): a step here is one cheap minibatch of cached targets
     """Optimiser steps."""
     batch: int = 128
     """Clips per step."""
+    # lr and weight_decay are not OptimConfig's (3e-4, 0): a supervised fit to fixed targets, not policy-gradient steps
     lr: float = 1e-3
     """AdamW learning rate."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
-    seed: int = 0
+    seed: int = TrainConfig.seed
     """Seeds the minibatch order."""
 
     def __post_init__(self) -> None:
@@ -77,15 +78,15 @@ class DistillConfig:
 class DistillData:
     """The training clips whose every truncation is decoded once (N·K decodes)."""
 
-    source: str = "mixed"
+    source: str = "mixed"  # not DataConfig.source ("synthetic"): train on what eval judges (both sources)
     """"synthetic", "textures", "mixed" (half each: train on what you judge) or a folder of video files."""
-    split: str = "train"
+    split: str = DataConfig.split
     """Image split of the texture videos (the held-out eval uses "test")."""
-    videos: int = 256
+    videos: int = DataConfig.videos
     """Videos to decode; N = videos × clips_per_video clips."""
-    clips_per_video: int = 4
+    clips_per_video: int = RolloutConfig.clips_per_video
     """Clips per video."""
-    seed: int = 777
+    seed: int = 777  # not DataConfig.seed (null = the run's seed): the pool stays the same whatever distill.seed
     """Seed of the training videos (held-out sets use 1000003)."""
 
     def __post_init__(self) -> None:
@@ -101,26 +102,26 @@ class DistillData:
 class DistillRecipe:
     """``vaportok-rl distill RECIPE``: the oracle-distilled head, the supervised reference for GRPO."""
 
-    tokenizer: str = "default"
+    tokenizer: str = TrainConfig.tokenizer
     """"default" or a tokenizer .safetensors / pretraining run folder."""
-    init: str = "pretrained"
+    init: str = "pretrained"  # PolicyConfig.init's null spelt as a head spec: the tokenizer's own head
     """The head to start from (any form ``eval --head`` takes); "pretrained" = the tokenizer's own head."""
     data: DistillData = field(default_factory=DistillData)
     """The training clips."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     """The fit."""
-    decode_chunk: int = 16
+    decode_chunk: int = 16  # not RolloutConfig.decode_chunk (256, a memory cap): small chunks are fastest on a CPU
     """Clips per decoder call when scoring the grid (small chunks are fastest on a CPU)."""
-    grid_points: int = 16
+    grid_points: int = GRPOConfig.grid_points
     """Keep counts decoded per clip, log-spaced over 1..K (PSNR interpolated in log k between them); 0 = every k.
     16 points match every k along the price knob at 1/8 of its decodes, not at the head's own budget
     (benchmarks/grid_cost.py)."""
-    grid_interpolation: Literal["log_k", "step"] = "log_k"
+    grid_interpolation: Literal["log_k", "step"] = GRPOConfig.grid_interpolation
     """How PSNR is read between grid points: "log_k" (linear in log k) or "step" (the value at the point below)."""
-    table_cache: str | None = None
+    table_cache: str | None = TrainConfig.table_cache
     """Folder of cached reward tables; null = $VAPORTOK_RL_CACHE or ~/.cache/vaportok-rl/tables. Runs that differ
     only in the fit (another seed, price or temperature) decode nothing again."""
-    output_dir: str = "runs/distill"
+    output_dir: str = "runs/distill"  # not LogConfig.output_dir: a distill run is not a GRPO run
     """Run folder: head.safetensors + head_config.json (loadable wherever a head is), config.yaml, metrics,
     checkpoints, summary."""
 

@@ -42,6 +42,7 @@ from vaportok_rl.complexity import complexity
 from vaportok_rl.rewards import RewardError, call_reward, describe
 from vaportok_rl.rollout import Rollout, decode_paths, encode_videos
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer
+from vaportok_rl.train_config import GRPOConfig, RolloutConfig  # the defaults are the recipe's
 
 __all__ = [
     "INTERPOLATIONS",
@@ -91,7 +92,7 @@ INTERPOLATIONS = ("log_k", "step")
 grid point at or below k (a quality that never falls with k is then under-, never over-estimated)."""
 
 
-def interpolate_log_k(values: Tensor, grid: Tensor, K: int, how: str = "log_k") -> Tensor:
+def interpolate_log_k(values: Tensor, grid: Tensor, K: int, how: str = GRPOConfig.grid_interpolation) -> Tensor:
     """values [..., Q] at keep counts ``grid`` [Q] (increasing, 1 and K included) -> [..., K] at every k, linear in
     log k between neighbouring grid points (``how="step"``: the value at the grid point at or below k); exact at the
     grid points."""
@@ -249,13 +250,13 @@ def reward_tables(
     pool: Mapping,
     cache: TableCache,
     videos_per_chunk: int = 4,
-    decode_chunk: int = 16,
-    encode_chunk: int = 256,
+    decode_chunk: int = 16,  # DistillRecipe's (CPU-sized; distill imports this module), not RolloutConfig's 256
+    encode_chunk: int = RolloutConfig.encode_chunk,
     rank: int = 0,
     world: int = 1,
     gather: Callable[[list], list] | None = None,
     progress: Callable[[int], None] | None = None,
-    interpolation: str = "log_k",
+    interpolation: str = GRPOConfig.grid_interpolation,
 ) -> tuple[Tensor, dict[str, Tensor], int]:
     """(latents [N, K, D], {label: table [N, K]}, decodes made) of the pool, every reward's table cached under its
     :func:`reward_key` (``specs[label]`` = (spec, kwargs); ``pool`` describes the videos).

@@ -6,9 +6,10 @@ An export folder holds
     config.json           format + version, head architecture, temperature, sampling mode, reward specs and
                           weights, the training summary, the tokenizer's fingerprint, a SHA-256 of the weights
                           (weights_sha256) and of the config itself (config_sha256)
-    README.md             a model card: what it is, how to load it, the run's held-out evaluation numbers
+    README.md             a model card (:mod:`vaportok_rl.model_card`): what it is, how to load it, the run's
+                          held-out evaluation numbers
     head.torchscript.pt   only with ``--format torchscript``: a traced TorchScript module, checked against
-                          the eager head before it is written
+                          the eager head before it is written (:mod:`vaportok_rl.torchscript`)
 
 and loads back bit for bit with ``TaildropHead.from_pretrained(DIR, tokenizer=tok)`` or :func:`load_head` (=
 :func:`vaportok_rl.runs.load_head`, which also loads run folders, checkpoints and "default"); the format and its
@@ -50,13 +51,16 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from vaportok_rl import __version__
+from vaportok_rl.model_card import model_card
+from vaportok_rl.policy import check_mode
 from vaportok_rl.run_folder import LOCK, RECORD, RunFolder, RunFolderError, claim, read_record
 from vaportok_rl.runs import TrainedRun, load_head, read_run
 from vaportok_rl.tokenizer.head import (
@@ -73,25 +77,27 @@ from vaportok_rl.tokenizer.head import (
     config_digest,
     load_export_config,
 )
+from vaportok_rl.torchscript import save_traced, trace_head
 
 __all__ = [
-    "CONFIG_FILE",
     "EXPORT_FILES",
+    "export_run",
+    "save_pretrained",
+    # re-exported: the format's files and checks (vaportok_rl.tokenizer.head), reading runs and loading heads
+    # (vaportok_rl.runs)
+    "WEIGHTS_FILE",
+    "TORCHSCRIPT_FILE",
+    "CONFIG_FILE",
     "FORMAT",
     "FORMAT_VERSION",
-    "TORCHSCRIPT_FILE",
-    "WEIGHTS_FILE",
+    "load_export_config",
     "ExportError",
     "FingerprintMismatchError",
     "TrainedRun",
-    "export_run",
-    "load_export_config",
-    "load_head",
     "read_run",
-    "save_pretrained",
+    "load_head",
 ]
 
-TORCHSCRIPT_TOLERANCE = 1e-5
 EXPORT_FILES = (WEIGHTS_FILE, TORCHSCRIPT_FILE, CARD_FILE, CONFIG_FILE)
 """What an export writes in its folder (what --overwrite may replace there), in the order they are moved into
 place: config.json last, so a crash between two renames leaves digests that do not match (an error on load),
@@ -141,27 +147,11 @@ def _training_summary(run: TrainedRun) -> dict:
     return summary
 
 
-def _trace(head: TaildropHead, tolerance: float = TORCHSCRIPT_TOLERANCE) -> torch.jit.ScriptModule:
-    """Trace ``head`` and check the traced module against the eager one on several batch sizes."""
-    c = head.config
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(3, c.num_latents, c.latent_dim, generator=generator)
-    with torch.no_grad(), warnings.catch_warnings():
-        # The head's input-shape check and the fixed q/k/v unpacking are static for a given architecture, which
-        # is what these tracer warnings are about; the checks below confirm the trace generalises over N.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        # TorchScript is deprecated upstream (documented above); the file is still what libtorch users load.
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=FutureWarning)
-        traced = torch.jit.trace(head, example, check_trace=False)
-        for n in (3, 1, 7):
-            x = torch.randn(n, c.num_latents, c.latent_dim, generator=generator)
-            diff = (traced(x) - head(x)).abs().max().item()
-            if not diff <= tolerance:
-                raise ExportError(
-                    f"--format torchscript: the traced head differs from the eager head by {diff:.3g} "
-                    f"(> {tolerance:g}) on a batch of {n} clips; not writing {TORCHSCRIPT_FILE}"
-                )
-    return traced
+def _eval_for_config(report: dict | None) -> dict | None:
+    """What config.json keeps of ``--eval-json``: a ``vaportok-rl eval`` report without its bulky per-budget sweep."""
+    if not report or not str(report.get("schema", "")).startswith("vaportok-eval/"):
+        return report
+    return {k: report[k] for k in ("schema", "setup", "at_budget") if k in report}
 
 
 class _Claim:
@@ -214,8 +204,6 @@ def head_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 def _export_digest(folder: Path) -> str | None:
     """:func:`head_digest` of an export folder's weights (None if they do not read)."""
-    from safetensors.torch import load_file
-
     try:
         return head_digest(load_file(str(folder / WEIGHTS_FILE)))
     except Exception:  # a missing or damaged file: not the same head
@@ -261,16 +249,13 @@ def save_pretrained(
     ``overwrite`` replaces the export files in a folder that holds anything else (``force``: its older name).
     Raises :class:`ExportError` for a folder it may not write; an ``OSError`` (a full disk) leaves the folder as
     it was."""
-    from vaportok_rl import __version__
-    from vaportok_rl.policy import check_mode
-
     out = Path(out)
     overwrite = overwrite or force
     check_mode(sampling_mode)
     if not isinstance(tokenizer_fingerprint, str) or not tokenizer_fingerprint:
         raise ExportError(f"tokenizer_fingerprint: expected a non-empty string, got {tokenizer_fingerprint!r}")
     rewards = rewards or {}
-    traced = _trace(copy.deepcopy(head).eval()) if torchscript else None  # checked before anything is written
+    traced = trace_head(copy.deepcopy(head).eval()) if torchscript else None  # checked before anything is written
     tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     weights = safetensors_bytes(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     weights_sha256 = hashlib.sha256(weights).hexdigest()
@@ -304,9 +289,7 @@ def save_pretrained(
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
             (staging / CARD_FILE).write_text(model_card(config, name=name or out.name), encoding="utf-8")
             if traced is not None:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.*deprecated", category=FutureWarning)
-                    torch.jit.save(traced, str(staging / TORCHSCRIPT_FILE))
+                save_traced(traced, staging / TORCHSCRIPT_FILE)
             for child in staging.iterdir():
                 os.chmod(child, 0o644)
             _move_into_place(staging, out, files)
@@ -346,230 +329,3 @@ def export_run(
         torchscript=torchscript,
         overwrite=overwrite or force,
     )
-
-
-# =============================================================================================== the model card
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
-
-
-def _flat_numbers(data: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested mapping, keyed 'a/b/c'."""
-    out: dict[str, float] = {}
-    if isinstance(data, dict):
-        for k, v in data.items():
-            out.update(_flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
-    elif isinstance(data, int | float) and not isinstance(data, bool) and data is not None:
-        out[prefix] = data
-    return out
-
-
-def _eval_report_table(report: dict) -> str | None:
-    """The Markdown table of a ``vaportok-rl eval`` report (its eval.json), or None for any other JSON."""
-    if not str(report.get("schema", "")).startswith("vaportok-eval/"):
-        return None
-    try:
-        from vaportok_rl.judge import format_table
-
-        return format_table(report)
-    except Exception:  # another schema version, or a report without the at-budget section: fall back to numbers
-        return None
-
-
-def _eval_for_config(report: dict | None) -> dict | None:
-    """What config.json keeps of ``--eval-json``: a ``vaportok-rl eval`` report without its bulky per-budget sweep."""
-    if not report or not str(report.get("schema", "")).startswith("vaportok-eval/"):
-        return report
-    return {k: report[k] for k in ("schema", "setup", "at_budget") if k in report}
-
-
-def model_card(config: dict, name: str = "taildrop-head") -> str:
-    """The README.md of an export folder, from its config.json."""
-    h, t = config["head"], config.get("training") or {}
-    enumerated = (t.get("grpo") or {}).get("groups") == "enumerated"
-    fp = config["tokenizer_fingerprint"]
-    tokenizer_spec = t.get("tokenizer")
-    lines = [
-        "---",
-        "library_name: vaportok-rl",
-        "tags: [vaportok-rl, taildrop, adaptive-tokenization, video-tokenizer, grpo]",
-        "---",
-        "",
-        f"# {name}: "
-        + (
-            "an oracle-distilled taildrop head"
-            if "distill" in t
-            else "a taildrop head fitted by enumerated groups"
-            if enumerated
-            else "a GRPO-tuned taildrop head"
-        ),
-        "",
-        "A *taildrop head* decides how many of a clip's K ordered latent tokens a frozen adaptive 1D video tokenizer "
-        "keeps. It reads the clip's quantized latents `[N, K, D]` and returns logits `[N, K]`: index `j` scores "
-        "keeping `k = j + 1` tokens, and `softmax(logits)` is the distribution P(k) (the temperature is already "
-        "applied). "
-        + (
-            "It was fitted by `vaportok-rl distill` to the per-clip PSNR oracle's choices at a price per token "
-            f"(distill settings: {t['distill']}); the tokenizer itself stayed frozen."
-            if "distill" in t
-            else "It was fitted by vaportok-rl with enumerated groups (`grpo.groups: enumerated`): every clip of a "
-            "training pool scored by the rewards listed below at a grid of keep counts, and the head fitted to "
-            "each clip's closed-form optimum of GRPO's objective; the tokenizer itself stayed frozen."
-            if enumerated
-            else "It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
-            "tokenizer itself stayed frozen."
-        ),
-        "",
-        f"It belongs to **one** tokenizer: the one whose frozen weights have the fingerprint `{fp}`"
-        + (f" (training used tokenizer spec `{tokenizer_spec}`)" if tokenizer_spec else "")
-        + ". Loading it onto another tokenizer is an error unless forced.",
-        "",
-        "## Files",
-        "",
-        "| file | contents |",
-        "| --- | --- |",
-        f"| `{WEIGHTS_FILE}` | the head's weights (safetensors; no code, no pickle) |",
-        f"| `{CONFIG_FILE}` | architecture, temperature, sampling mode, rewards, training summary, tokenizer "
-        f"fingerprint, format version {config['format_version']} |",
-        f"| `{CARD_FILE}` | this card |",
-    ]
-    if TORCHSCRIPT_FILE in config.get("files", []):
-        lines.append(
-            f"| `{TORCHSCRIPT_FILE}` | TorchScript trace of the head (checked against the eager head to "
-            f"max abs diff {TORCHSCRIPT_TOLERANCE:g} at export) |"
-        )
-    lines += [
-        "",
-        "## How to use",
-        "",
-        "```python",
-        "import torch",
-        "from vaportok_rl import TaildropHead, load_tokenizer",
-        "",
-        f"tokenizer = load_tokenizer({tokenizer_spec!r})"
-        if tokenizer_spec and ":" not in str(tokenizer_spec)
-        else "tokenizer = ...  # the FrozenTokenizer this head was tuned on",
-        f'head = TaildropHead.from_pretrained("{name}", tokenizer=tokenizer)  # checks the fingerprint',
-        "",
-        "encoded = tokenizer.encode(clips)                # clips [N, C, T, H, W] in [0, 1]",
-        "logits = head(encoded.latents)                   # [N, K]",
-        "keep = logits.argmax(-1) + 1                     # deterministic: the most likely k per clip",
-        "# or sample: keep = torch.distributions.Categorical(logits=logits).sample() + 1",
-        "reconstructions = tokenizer.decode(encoded.latents, keep)",
-        "```",
-        "",
-        "`from_pretrained` reads only safetensors and JSON. `force=True` loads onto a tokenizer with another "
-        "fingerprint (with a warning); the head's input shape `[K, D]` must still match.",
-    ]
-    if TORCHSCRIPT_FILE in config.get("files", []):
-        lines += [
-            "",
-            f'TorchScript (e.g. for libtorch): `torch.jit.load("{name}/{TORCHSCRIPT_FILE}")`. It does not go '
-            "through Python's pickle (libtorch's own reader rebuilds only tensors and TorchScript types), but it "
-            "runs the TorchScript program stored in the file: load it only from sources you trust.",
-        ]
-    lines += [
-        "",
-        "## Architecture",
-        "",
-        "| field | value |",
-        "| --- | --- |",
-        *[f"| {k} | {_fmt(v)} |" for k, v in h.items()],
-        f"| sampling mode in training | {_fmt(config.get('sampling_mode'))} |",
-        "",
-        "## Training",
-        "",
-    ]
-    rows = [(k, t[k]) for k in ("tokenizer", "seed", "steps", "steps_done", "seconds") if t.get(k) is not None]
-    for group, keys in (
-        (
-            "grpo",
-            (
-                "group_size",
-                "num_iterations",
-                "beta",
-                "epsilon_low",
-                "epsilon_high",
-                "loss_type",
-                "scale_rewards",
-                "reward_aggregation",
-            ),
-        ),
-        ("rollout", ("videos_per_step", "clips_per_video", "mode")),
-        ("data", ("source", "split")),
-        ("optim", ("lr", "schedule")),
-    ):
-        for k in keys:
-            if (t.get(group) or {}).get(k) is not None:
-                rows.append((f"{group}.{k}", t[group][k]))
-    if rows:
-        lines += ["| setting | value |", "| --- | --- |", *[f"| {k} | {_fmt(v)} |" for k, v in rows], ""]
-    rewards = config.get("rewards") or {}
-    if rewards:
-        lines += [
-            "Rewards (see `docs/rewards.md`):",
-            "",
-            "| label | plugin | weight | kwargs |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {label} | `{r.get('spec')}` | {_fmt(r.get('weight'))} | {_fmt(r.get('kwargs') or {})} |"
-            for label, r in rewards.items()
-        ]
-        lines.append("")
-    else:
-        lines += ["No reward configuration was recorded.", ""]
-    lines += ["## Evaluation", ""]
-    initial, final = t.get("initial_eval") or {}, t.get("final_eval") or {}
-    if final:
-        keys = [k for k in final if k != "step" and isinstance(final[k], int | float)]
-        before = f"before (step {initial.get('step', 0)})"
-        lines += [
-            "Held-out evaluation logged by the training run (fixed held-out videos; `eval/*` keys of "
-            "`metrics.jsonl`; PSNR in dB, tokens per clip out of K):",
-            "",
-            f"| metric | {before} | after (step {final.get('step', '?')}) | change |",
-            "| --- | --- | --- | --- |",
-        ]
-        for k in keys:
-            a = initial.get(k)
-            change = _fmt(final[k] - a) if isinstance(a, int | float) and isinstance(final[k], int | float) else ""
-            lines.append(f"| {k} | {_fmt(a) if a is not None else ''} | {_fmt(final[k])} | {change} |")
-        lines.append("")
-    report = config.get("eval") or {}
-    table = _eval_report_table(report)
-    extra = {} if table else _flat_numbers(report)
-    if table:
-        lines += [
-            "Against budgeted allocators and the oracle (`vaportok-rl eval`, passed with `--eval-json`):",
-            "",
-            table,
-            "",
-        ]
-    elif extra:
-        lines += ["Additional evaluation (`--eval-json`):", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in extra.items()]
-        lines.append("")
-    if not final and not extra and not table:
-        lines += [
-            "No held-out evaluation was recorded for this run (set `eval.num_videos` > 0 when training, or "
-            "pass `--eval-json` to `vaportok-rl export`).",
-            "",
-        ]
-    lines += [
-        "## Limitations",
-        "",
-        "- Tied to one frozen tokenizer (see the fingerprint above); K and D are fixed by its architecture.",
-        "- The rewards are proxies (MSE, AR-prior accuracy, token counts, ...) measured on the training data "
-        "source above; allocations may not transfer to very different footage.",
-        "",
-    ]
-    return "\n".join(lines)

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from vaportok_rl.grpo_config import GRPOConfig  # the keyword defaults are the recipe's (a plain dataclass, no I/O)
+
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 __all__ = ["LOSS_TYPES", "compute_advantages", "group_target", "grpo_loss", "knob_kl", "target_loss"]
 SCALE_REWARDS = ("group", "batch", "none")
@@ -50,10 +52,10 @@ def grpo_loss(
     advantages: Tensor,
     mask: Tensor | None = None,
     *,
-    epsilon_low: float = 0.2,
-    epsilon_high: float = 0.28,
-    beta: float = 0.1,
-    loss_type: str = "grpo",
+    epsilon_low: float = GRPOConfig.epsilon_low,
+    epsilon_high: float = GRPOConfig.epsilon_high,
+    beta: float = GRPOConfig.beta,
+    loss_type: str = GRPOConfig.loss_type,
 ) -> tuple[Tensor, dict[str, float]]:
     """The clipped GRPO surrogate loss over truncation decisions.
 
@@ -167,8 +169,8 @@ def compute_advantages(
     rewards: Tensor,
     weights: Tensor | Sequence[float],
     *,
-    scale_rewards: str = "group",
-    reward_aggregation: str = "sum_then_normalize",
+    scale_rewards: str = GRPOConfig.scale_rewards,
+    reward_aggregation: str = GRPOConfig.reward_aggregation,
     eps: float = 1e-4,
 ) -> Tensor:
     """Group-relative advantages from several reward functions.
@@ -180,7 +182,8 @@ def compute_advantages(
         scale_rewards: what the centred reward is divided by: ``"group"`` its group's std, ``"batch"`` the
             std over the whole batch (B·G values, TRL's behaviour; the mean is still the group's), ``"none"``
             nothing.
-        reward_aggregation: when the weights are applied, see below.
+        reward_aggregation: when the weights are applied, see below; the default is the recipe's
+            (``GRPOConfig.reward_aggregation``, ``"normalize_then_sum"``).
         eps: added to the std before dividing, so a group of equal rewards gives advantages of 0.
 
     With ``norm(x) = (x - mean_G x) / (std(x) + eps)`` (std per ``scale_rewards``; for ``"none"``
@@ -260,7 +263,12 @@ def knob_kl(logits: Tensor, ref_logits: Tensor, tilts: Sequence[float]) -> Tenso
     return (log_ref.exp() * (log_ref - log_pi)).sum(-1).mean()
 
 
-def group_target(utility: Tensor, temperature: float, ref_logits: Tensor | None = None, beta: float = 0.0) -> Tensor:
+def group_target(
+    utility: Tensor,
+    temperature: float,
+    ref_logits: Tensor | None = None,
+    beta: float = 0.0,  # not GRPOConfig.beta (0.1): the reference is optional (None), and beta > 0 needs it
+) -> Tensor:
     """The closed-form optimum of the entropy-regularised objective over k, per clip.
 
     utility [N, K]: u(k) = Σ_i w_i r_i(k) for k = 1..K (every candidate scored); ``temperature`` τ > 0 in reward

@@ -27,6 +27,7 @@ from torch import Tensor
 from vaportok_rl.complexity import complexity
 from vaportok_rl.policy import TaildropPolicy, check_mode
 from vaportok_rl.tokenizer.protocol import Encoded, FrozenTokenizer, check_clips
+from vaportok_rl.train_config import RolloutConfig  # the chunk defaults are the recipe's
 
 NEEDS = frozenset({"reconstructions", "prior_correct"})
 
@@ -57,7 +58,7 @@ class Rollout:
     old_logp: Tensor  # [B, G, L] log-probs under the sampling policy (no grad)
     ref_logp: Tensor  # [B, G, L] log-probs under the frozen reference (no grad)
     num_latents: int  # K
-    mode: str = "sample"  # the policy mode that drew keep; log-probs of this rollout use it
+    mode: str = "sample"  # the mode that drew keep (its log-probs use it); the full support: needs no max_keep
     max_keep: Tensor | None = None  # [B, L] the support cut k* used by mode "pre_argmax", else None
     logits: Tensor | None = None  # [N, K] the sampling head's logits (no grad): its entropy without another pass
     ref_logits: Tensor | None = None  # [N, K] the reference head's logits (no grad): the knob KL's anchor
@@ -111,7 +112,7 @@ def _check_chunk(name: str, chunk: int) -> None:
         raise ValueError(f"{name}: expected a positive integer (clips per call), got {chunk!r}")
 
 
-def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = 256) -> Encoded:
+def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = RolloutConfig.encode_chunk) -> Encoded:
     """videos [B, L, C, T, H, W] float in [0, 1] -> Encoded of the N = B·L clips (row n = b·L + l), ``chunk``
     clips per call. The videos are checked here (layout, dtype, range), so a bring-your-own tokenizer that
     checks nothing still rejects 0..255 or integer pixels with one clear error."""
@@ -123,7 +124,9 @@ def encode_videos(tokenizer: FrozenTokenizer, videos: Tensor, chunk: int = 256) 
     return Encoded(latents=torch.cat([p.latents for p in parts]), codes=torch.cat([p.codes for p in parts]))
 
 
-def decode_paths(tokenizer: FrozenTokenizer, encoded: Encoded, keep: Tensor, chunk: int = 256) -> Tensor:
+def decode_paths(
+    tokenizer: FrozenTokenizer, encoded: Encoded, keep: Tensor, chunk: int = RolloutConfig.decode_chunk
+) -> Tensor:
     """Decode every truncation of every path: keep [B, G, L] -> reconstructions [B, G, L, C, T, H, W].
 
     A (clip, k) pair that several paths share is decoded once (a sharp policy draws the same k often); the
@@ -150,7 +153,7 @@ def group_log_prob(
     policy: TaildropPolicy,
     latents: Tensor | None,
     keep: Tensor,
-    mode: str = "sample",
+    mode: str = "sample",  # the full support (not RolloutConfig.mode: "pre_argmax" would need max_keep)
     max_keep: Tensor | None = None,
     *,
     logits: Tensor | None = None,
@@ -183,8 +186,8 @@ def collect_rollout(
     mode: str,
     needs: set[str] | frozenset[str],
     generator: torch.Generator | Sequence[torch.Generator] | None,
-    decode_chunk: int = 256,
-    encode_chunk: int = 256,
+    decode_chunk: int = RolloutConfig.decode_chunk,
+    encode_chunk: int = RolloutConfig.encode_chunk,
     encoded: Encoded | None = None,
 ) -> Rollout:
     """Sample ``group_size`` paths per video and gather what the rewards ``needs``.

@@ -9,6 +9,9 @@ Rewards are a *mapping* from a label to ``{spec, weight, kwargs}`` rather than a
 overrides can reach them: ``rewards.penalty.weight=2``, ``rewards.penalty.kwargs.shape=quadratic``, and
 ``rewards.efficiency=null`` drops a reward inherited from a base recipe (the leave-one-out ablation).
 
+:class:`GRPOConfig` (the objective) lives in :mod:`vaportok_rl.grpo_config` and the sweep recipe's :class:`SweepConfig`
+and :class:`RunSpec` in :mod:`vaportok_rl.sweep_config`; all are importable from here.
+
 A *sweep recipe* (see :class:`SweepConfig`) names a base recipe and a list of named override sets (and/or a
 ``grid``); :func:`vaportok_rl.sweep.load_sweep`, the one sweep expander, turns it into full TrainConfig objects.
 """
@@ -19,7 +22,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vaportok_rl.config import check_number, load_config, to_dict
+from vaportok_rl.config import check_non_negative_int, check_number, check_positive_int, load_config, to_dict
+from vaportok_rl.grpo_config import GRPOConfig
+from vaportok_rl.sweep_config import RunSpec, SweepConfig
+from vaportok_rl.tokenizer.head import HeadConfig  # a fresh head's architecture defaults are the head's own
 
 __all__ = [
     "DEFAULT_REWARDS",
@@ -36,115 +42,6 @@ __all__ = [
     "TrainConfig",
     "load_train_config",
 ]
-
-
-def _key(owner: str, name: str) -> str:
-    return f"{owner}.{name}" if owner else name
-
-
-def _positive_int(owner: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{_key(owner, name)}: expected a positive integer, got {value!r}")
-
-
-def _non_negative_int(owner: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{_key(owner, name)}: expected a non-negative integer, got {value!r}")
-
-
-def _finite(
-    owner: str, name: str, value: float, *, low: float | None = None, high: float | None = None, low_open: bool = False
-) -> None:
-    check_number(_key(owner, name), value, low=low, high=high, low_open=low_open)
-
-
-# ------------------------------------------------------------------------------------------------ GRPO
-
-
-@dataclass
-class GRPOConfig:
-    """The GRPO objective (see :func:`vaportok_rl.grpo.grpo_loss` and :func:`~vaportok_rl.grpo.compute_advantages`)."""
-
-    group_size: int = 8
-    """G: truncation paths sampled per video; advantages compare the G paths of one video (paper: 8)."""
-    num_iterations: int = 2
-    """μ: optimisation passes over each rollout; the first is on-policy, later ones use the clipped ratio (paper: 2)."""
-    beta: float = 0.1
-    """Weight of the k3 KL penalty towards the initial head (paper: 0.1); 0 turns the reference off."""
-    epsilon_low: float = 0.2
-    """The ratio is clipped below at 1 - epsilon_low (paper: 0.2)."""
-    epsilon_high: float = 0.28
-    """The ratio is clipped above at 1 + epsilon_high (paper: 0.28, DAPO's clip-higher)."""
-    loss_type: Literal["grpo", "dapo", "dr_grpo"] = "grpo"
-    """Reduction of the per-decision losses: "grpo" mean per path then over paths; "dapo" sum / number of
-    decisions; "dr_grpo" sum / (B·G·L). Without masks all three coincide up to a constant factor."""
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    """What centred rewards are divided by: the std of their group ("group"), of the whole global batch
-    ("batch", TRL's option) or nothing ("none", Dr. GRPO)."""
-    reward_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "normalize_then_sum"
-    """When the reward weights apply. "normalize_then_sum" (default): every reward is normalised within its
-    group first, then the weighted sum is the advantage, so a weight is the reward's share of the advantage
-    whatever its units. The five built-ins differ in scale by orders of magnitude (reconstruction is -MSE
-    ~1e-2, penalty is a sum over clips of up to L, efficiency lies in [0, 1)), so under "sum_then_normalize"
-    (TRL's behaviour: weighted sum, then normalise) the largest-scale reward would decide every advantage
-    and the paper's 1:1:1:1:1 weights would mean nothing."""
-    credit: Literal["path", "decision"] = "path"
-    """Who an advantage belongs to. "path" (the paper's): one advantage per sampled path, shared by its L clip
-    decisions. "decision": rewards that decompose over clips (they return [B, G, L], e.g. ``psnr`` and
-    ``token_cost``) give each clip's decision its own advantage against the G decisions drawn for that clip;
-    path-level rewards are broadcast to their clips."""
-    knob_tilts: list[float] = field(default_factory=list)
-    """Price-knob tilts (logit units per token; see ``vaportok_rl.budget``) at which the head's distribution is
-    held near the starting head's by ``knob_beta``: GRPO tunes one operating point, this keeps the others. For a
-    head from ``vaportok-rl distill`` the tilt of price p is (p - distill.price) / distill.temperature."""
-    knob_beta: float = 0.0
-    """Weight of the exact KL to the starting head at each of ``knob_tilts`` (0 turns it off)."""
-    groups: Literal["sampled", "enumerated"] = "sampled"
-    """How a video's paths are chosen. "sampled" (the paper's): G keep counts drawn from the head every step.
-    "enumerated": every reward must decompose over clips ([B, G, L]); each clip of a pool of ``data.videos``
-    videos is scored at the keep counts of a log-spaced grid (``grid_points``; the paths of a video are the grid),
-    once, cached on disk, and the head is fitted to each clip's closed-form optimum of GRPO's objective,
-    π*(k) ∝ ref(k)^(β/(β+τ))·exp(u(k)/(β+τ)), u = Σ_i w_i r_i, τ = ``target_temperature``, β = ``beta``
-    (issue 17: far more sample-efficient than sampling k). Steps are then optimiser steps on minibatches of
-    ``rollout.videos_per_step`` pool videos; group_size, num_iterations, epsilon_*, loss_type, scale_rewards,
-    reward_aggregation, credit and knob_tilts are not used."""
-    grid_points: int = 16
-    """Enumerated groups: keep counts scored per clip, log-spaced over 1..K with both ends (rewards that read
-    reconstructions are interpolated in log k between them; the others are scored at every k, at no decode
-    cost); 0 = every k. On the default tokenizer 16 points keep 95-97 % of the every-k head's savings along the
-    price knob at 1/8 of its decodes, 74-86 % at the head's own budget (benchmarks/grid_cost.py)."""
-    grid_interpolation: Literal["log_k", "step"] = "log_k"
-    """Enumerated groups: how a reward scored on the grid is read between its points: "log_k" linear in log k,
-    "step" the value at the grid point at or below k (for a quality that never falls with k, a lower bound: the
-    utility then peaks at grid points, never on a ramp between them). Measured worse than "log_k" along the price
-    knob on the default tokenizer (benchmarks/grid_cost.py, README)."""
-    target_temperature: float = 0.25
-    """Enumerated groups: τ of the target, in reward units (dB for ``psnr``): keep counts within ~τ of a clip's
-    best utility share the target's mass."""
-    knob_prices: list[float] = field(default_factory=list)
-    """Enumerated groups: other prices per token, in reward units, that the price knob (``vaportok_rl.budget``)
-    should reach; the head's logits tilted by (p - price)/τ per token are fitted to the targets at price p too.
-    The run's own price is Σ_i w_i · (the plugin's ``price_per_token``): 0.1 for psnr + token_cost at 0.1. Each >= 0."""
-
-    def __post_init__(self) -> None:
-        _positive_int("grpo", "group_size", self.group_size)
-        _non_negative_int("grpo", "grid_points", self.grid_points)
-        if self.grid_points == 1:
-            raise ValueError("grpo.grid_points: expected 0 (every k) or an integer >= 2 (it holds 1 and K), got 1")
-        _finite("grpo", "target_temperature", self.target_temperature, low=0, low_open=True)
-        for i, p in enumerate(self.knob_prices):
-            _finite("grpo", f"knob_prices[{i}]", p, low=0)
-        _finite("grpo", "knob_beta", self.knob_beta, low=0)
-        for i, t in enumerate(self.knob_tilts):
-            _finite("grpo", f"knob_tilts[{i}]", t)
-        if self.group_size < 2:
-            raise ValueError(
-                f"grpo.group_size: expected >= 2 (advantages compare paths within a group), got {self.group_size}"
-            )
-        _positive_int("grpo", "num_iterations", self.num_iterations)
-        _finite("grpo", "beta", self.beta, low=0)
-        _finite("grpo", "epsilon_low", self.epsilon_low, low=0, high=1)
-        _finite("grpo", "epsilon_high", self.epsilon_high, low=0)
 
 
 # ------------------------------------------------------------------------------------------------ rewards
@@ -165,7 +62,7 @@ class RewardSpec:
     def __post_init__(self) -> None:
         if self.spec is not None and not self.spec.strip():
             raise ValueError("spec: expected a non-empty plugin spec or null (= the label)")
-        _finite("", "weight", self.weight)
+        check_number("weight", self.weight)
 
 
 def _default_rewards() -> dict[str, RewardSpec | None]:
@@ -191,18 +88,18 @@ class PolicyConfig:
     temperature: float | None = None
     """Softmax temperature over k; null keeps the starting head's own (1.8 for the built-in tokenizer's head,
     the paper's value). Setting it changes the temperature of both the trained and the reference head."""
-    width: int = 96
+    width: int = HeadConfig.width
     """Width of a fresh head, used only when the tokenizer has no pretrained ``.head``."""
-    layers: int = 2
+    layers: int = HeadConfig.layers
     """Transformer blocks of a fresh head (tokenizer without ``.head`` only; the paper uses 2)."""
-    heads: int = 4
+    heads: int = HeadConfig.heads
     """Attention heads per block of a fresh head (tokenizer without ``.head`` only)."""
 
     def __post_init__(self) -> None:
         if self.temperature is not None:
-            _finite("policy", "temperature", self.temperature, low=0, low_open=True)
+            check_number("policy.temperature", self.temperature, low=0, low_open=True)
         for name in ("width", "layers", "heads"):
-            _positive_int("policy", name, getattr(self, name))
+            check_positive_int(f"policy.{name}", getattr(self, name))
         if self.width % self.heads:
             raise ValueError(f"policy.width: {self.width} is not divisible by policy.heads={self.heads}")
 
@@ -226,7 +123,7 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         for name in ("videos_per_step", "clips_per_video", "decode_chunk", "encode_chunk"):
-            _positive_int("rollout", name, getattr(self, name))
+            check_positive_int(f"rollout.{name}", getattr(self, name))
 
 
 @dataclass
@@ -245,11 +142,11 @@ class DataConfig:
     grid point and reused by every step; sampled groups draw fresh videos every step and ignore it."""
 
     def __post_init__(self) -> None:
-        _positive_int("data", "videos", self.videos)
+        check_positive_int("data.videos", self.videos)
         if not self.source.strip():
             raise ValueError("data.source: expected 'synthetic', 'textures' or a folder path, got ''")
         if self.seed is not None:
-            _non_negative_int("data", "seed", self.seed)
+            check_non_negative_int("data.seed", self.seed)
 
 
 @dataclass
@@ -269,12 +166,12 @@ class EvalConfig:
     """Seed of the held-out videos and of the fixed generator that samples their truncations."""
 
     def __post_init__(self) -> None:
-        _non_negative_int("eval", "num_videos", self.num_videos)
+        check_non_negative_int("eval.num_videos", self.num_videos)
         if self.clips_per_video is not None:
-            _positive_int("eval", "clips_per_video", self.clips_per_video)
+            check_positive_int("eval.clips_per_video", self.clips_per_video)
         if self.source is not None and not self.source.strip():
             raise ValueError("eval.source: expected a source or null (= data.source), got ''")
-        _non_negative_int("eval", "seed", self.seed)
+        check_non_negative_int("eval.seed", self.seed)
 
 
 # ------------------------------------------------------------------------------------------------ optimiser, logging
@@ -302,16 +199,16 @@ class OptimConfig:
     """Final learning rate of the "cosine" and "linear" schedules as a fraction of lr."""
 
     def __post_init__(self) -> None:
-        _finite("optim", "lr", self.lr, low=0, low_open=True)
-        _finite("optim", "weight_decay", self.weight_decay, low=0)
+        check_number("optim.lr", self.lr, low=0, low_open=True)
+        check_number("optim.weight_decay", self.weight_decay, low=0)
         for i, beta in enumerate(self.betas):
             if not (isinstance(beta, float) and 0 <= beta < 1):
                 raise ValueError(f"optim.betas[{i}]: expected a number in [0, 1), got {beta!r}")
-        _finite("optim", "eps", self.eps, low=0)
+        check_number("optim.eps", self.eps, low=0)
         if self.max_grad_norm is not None:
-            _finite("optim", "max_grad_norm", self.max_grad_norm, low=0, low_open=True)
-        _finite("optim", "warmup_ratio", self.warmup_ratio, low=0, high=1)
-        _finite("optim", "min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+            check_number("optim.max_grad_norm", self.max_grad_norm, low=0, low_open=True)
+        check_number("optim.warmup_ratio", self.warmup_ratio, low=0, high=1)
+        check_number("optim.min_lr_ratio", self.min_lr_ratio, low=0, high=1)
 
 
 @dataclass
@@ -342,9 +239,9 @@ class LogConfig:
             raise ValueError("log.output_dir: expected a folder path, got ''")
         if not self.wandb_project.strip():
             raise ValueError("log.wandb_project: expected a project name, got ''")
-        _positive_int("log", "log_every", self.log_every)
+        check_positive_int("log.log_every", self.log_every)
         for name in ("eval_every", "checkpoint_every", "keep_checkpoints"):
-            _non_negative_int("log", name, getattr(self, name))
+            check_non_negative_int(f"log.{name}", getattr(self, name))
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -393,8 +290,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.tokenizer.strip():
             raise ValueError("tokenizer: expected 'default', a folder or 'file.py:factory', got ''")
-        _non_negative_int("", "seed", self.seed)
-        _positive_int("", "steps", self.steps)
+        check_non_negative_int("seed", self.seed)
+        check_positive_int("steps", self.steps)
         active = self.active_rewards()
         if not active:
             raise ValueError("rewards: expected at least one reward (all entries are null)")
@@ -422,63 +319,3 @@ def load_train_config(recipe: str | os.PathLike | None, overrides: list[str] | t
     if recipe is None:
         return load_config(TrainConfig, None, list(overrides), base=to_dict(TrainConfig()))
     return load_config(TrainConfig, recipe, list(overrides))
-
-
-# ------------------------------------------------------------------------------------------------ sweeps
-
-
-@dataclass
-class RunSpec:
-    """One named run of a sweep: overrides applied on top of the sweep's base recipe and shared overrides."""
-
-    name: str
-    """Run name; its outputs go to <base log.output_dir>/<name> (plus /seed<k> when the sweep lists seeds)."""
-    overrides: list[str] = field(default_factory=list)
-    """Dotted "key=VALUE" overrides of this run, as on the command line (e.g. "rewards.efficiency=null")."""
-
-    def __post_init__(self) -> None:
-        if not self.name or any(c.isspace() for c in self.name) or "/" in self.name or self.name in (".", ".."):
-            raise ValueError(f"name: expected a folder-safe run name (no whitespace or '/'), got {self.name!r}")
-
-
-@dataclass
-class SweepConfig:
-    """A sweep recipe: named override sets over one base recipe, e.g. ::
-
-        base: grpo_default.yaml          # relative to this file
-        overrides: [steps=100]           # for every run (optional)
-        seeds: [0, 1, 2]                 # each run once per seed (optional)
-        runs:
-          - {name: full}
-          - {name: wo_efficiency, overrides: ["rewards.efficiency=null"]}
-
-    Run ``name`` with seed ``k`` trains base ⊕ overrides ⊕ the run's overrides ⊕ ``seed=k``, writing to
-    ``<log.output_dir>/<name>/seed<k>``. :func:`vaportok_rl.sweep.load_sweep` expands a ``grid:`` into ``runs`` and
-    builds and validates every run's config.
-    """
-
-    base: str
-    """The base training recipe; a relative path is relative to the sweep file's folder."""
-    runs: list[RunSpec]
-    """The runs, in order; names must be unique."""
-    overrides: list[str] = field(default_factory=list)
-    """Dotted "key=VALUE" overrides applied to every run before its own."""
-    seeds: list[int] | None = None
-    """Repeat every run once per seed (``seed=k``); null runs each once with the recipe's seed."""
-
-    def __post_init__(self) -> None:
-        if not self.base.strip():
-            raise ValueError("base: expected the path of a training recipe, got ''")
-        if not self.runs:
-            raise ValueError("runs: expected at least one run")
-        names = [run.name for run in self.runs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"runs: duplicate run names {duplicates}")
-        if self.seeds is not None:
-            if not self.seeds:
-                raise ValueError("seeds: expected a non-empty list or null")
-            for i, seed in enumerate(self.seeds):
-                _non_negative_int("", f"seeds[{i}]", seed)
-            if len(set(self.seeds)) != len(self.seeds):
-                raise ValueError(f"seeds: duplicate seeds in {self.seeds}")

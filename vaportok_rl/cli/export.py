@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from vaportok_rl.export import EXPORT_FILES, TORCHSCRIPT_TOLERANCE, ExportError, export_run
+from vaportok_rl.export import EXPORT_FILES, ExportError, export_run
 from vaportok_rl.tokenizer.head import read_json
+from vaportok_rl.torchscript import TORCHSCRIPT_TOLERANCE
 
 
 def main(argv: list[str] | None = None) -> int:
