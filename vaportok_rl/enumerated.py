@@ -269,40 +269,16 @@ def reward_tables(
     ``progress(videos_done)`` is called after each chunk of this process; ``interpolation`` (:data:`INTERPOLATIONS`)
     reads the grid between its points."""
     K = tokenizer.num_latents
-    every_k = torch.arange(1, K + 1)
-    fingerprint = str(tokenizer.fingerprint)
-    keys = {
-        label: reward_key(
-            plugin, *specs[label], tokenizer=fingerprint, pool=pool, grid=scored_grid(plugin, grid, K).tolist()
-        )
-        for label, plugin in rewards.items()
-    }
-    cached = {label: cache.get(keys[label]) for label in rewards}
-    for label, plugin in rewards.items():  # a table at every k serves any grid: its columns at the grid points
-        if cached[label] is None and decodes(plugin) and len(grid) < K:
-            full = reward_key(plugin, *specs[label], tokenizer=fingerprint, pool=pool, grid=every_k.tolist())
-            table = cache.get(full)
-            cached[label] = None if table is None else table[:, torch.as_tensor(grid) - 1]
+    keys, cached = _cached_tables(tokenizer, rewards, specs, grid, pool, cache)
     missing = [label for label, v in cached.items() if v is None]
     decoded = [label for label in missing if decodes(rewards[label])]
-    prior = any("prior_correct" in getattr(rewards[label], "needs", ()) for label in missing)
     chunks = [(s, min(s + videos_per_chunk, num_videos)) for s in range(0, num_videos, videos_per_chunk)]
-    mine = []  # (chunk index, latents [b·L, K, D], {label: [b, Q_label, L]})
+    mine = []  # (chunk index, latents [b·L, K, D], {label: [b, Q_label, L]}): chunk c is process c mod P's
     for c, (start, stop) in enumerate(chunks):
         if c % world != rank:
             continue
         part = videos(start, stop)  # [b, L, C, T, H, W]
-        encoded = encode_videos(tokenizer, part, encode_chunk)
-        correct = None  # the prior is causal: one pass per clip scores every keep count
-        if prior:
-            correct = rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(part))  # [b, L, K]
-        values: dict[str, Tensor] = {}
-        cheap = [label for label in missing if label not in decoded]
-        for labels, points, decode in ((decoded, grid, True), (cheap, every_k, False)):
-            if labels:
-                rollout = _grid_rollout(tokenizer, part, encoded, points, correct, decode, decode_chunk)
-                values.update({label: _score_per_clip(label, rewards[label], rollout) for label in labels})
-        mine.append((c, encoded.latents.cpu(), values))
+        mine.append((c, *_score_chunk(tokenizer, part, rewards, missing, decoded, grid, decode_chunk, encode_chunk)))
         if progress is not None:
             progress(stop - start)
     everyone = mine if world == 1 or gather is None else gather(mine)
@@ -321,3 +297,56 @@ def reward_tables(
         tables[label] = interpolate_log_k(raw.double(), scored_grid(rewards[label], grid, K), K, interpolation)
     made = len(latents) * len(grid) if decoded else 0  # decodes this call made (the cached rewards cost none)
     return latents, tables, made
+
+
+def _cached_tables(
+    tokenizer: FrozenTokenizer,
+    rewards: Mapping[str, Any],
+    specs: Mapping[str, tuple[str, Mapping]],
+    grid: Tensor,
+    pool: Mapping,
+    cache: TableCache,
+) -> tuple[dict[str, str], dict[str, Tensor | None]]:
+    """Every reward's cache key, and its cached table [N, Q] (None where it must be computed): a table at every
+    k serves any grid, read at the grid's columns."""
+    K, fingerprint = tokenizer.num_latents, str(tokenizer.fingerprint)
+    keys = {
+        label: reward_key(
+            plugin, *specs[label], tokenizer=fingerprint, pool=pool, grid=scored_grid(plugin, grid, K).tolist()
+        )
+        for label, plugin in rewards.items()
+    }
+    cached = {label: cache.get(keys[label]) for label in rewards}
+    for label, plugin in rewards.items():
+        if cached[label] is None and decodes(plugin) and len(grid) < K:
+            every_k = list(range(1, K + 1))
+            full = reward_key(plugin, *specs[label], tokenizer=fingerprint, pool=pool, grid=every_k)
+            table = cache.get(full)
+            cached[label] = None if table is None else table[:, torch.as_tensor(grid) - 1]
+    return keys, cached
+
+
+def _score_chunk(
+    tokenizer: FrozenTokenizer,
+    part: Tensor,
+    rewards: Mapping[str, Any],
+    missing: list[str],
+    decoded: list[str],
+    grid: Tensor,
+    decode_chunk: int,
+    encode_chunk: int,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One chunk of pool videos [b, L, C, T, H, W]: (latents [b·L, K, D], {label: [b, Q_label, L]}) for the
+    rewards still ``missing``: those that decode on ``grid``, the others at every k."""
+    encoded = encode_videos(tokenizer, part, encode_chunk)
+    correct = None  # the prior is causal: one pass per clip scores every keep count
+    if any("prior_correct" in getattr(rewards[label], "needs", ()) for label in missing):
+        correct = rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(part))  # [b, L, K]
+    values: dict[str, Tensor] = {}
+    cheap = [label for label in missing if label not in decoded]
+    every_k = torch.arange(1, tokenizer.num_latents + 1)
+    for labels, points, decode in ((decoded, grid, True), (cheap, every_k, False)):
+        if labels:
+            rollout = _grid_rollout(tokenizer, part, encoded, points, correct, decode, decode_chunk)
+            values.update({label: _score_per_clip(label, rewards[label], rollout) for label in labels})
+    return encoded.latents.cpu(), values

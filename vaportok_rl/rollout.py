@@ -217,25 +217,7 @@ def collect_rollout(
         logits, ref_logits = policy.logits(latents), ref_policy.logits(latents)  # [N, K] each
     # ---- sample G paths per video; pre_argmax fixes its support cut now so every later log-prob shares it
     max_keep_n = logits.argmax(-1) + 1 if mode == "pre_argmax" else None  # [N]
-    if isinstance(generator, Sequence):
-        if len(generator) != B:
-            raise ValueError(f"generator: expected one generator per video (B = {B}), got {len(generator)}")
-        keep_gn = torch.cat(
-            [
-                policy.sample(
-                    None,
-                    mode,
-                    video_generator,
-                    num_samples=G,
-                    max_keep=None if max_keep_n is None else max_keep_n[b * L : (b + 1) * L],
-                    logits=logits[b * L : (b + 1) * L],
-                )
-                for b, video_generator in enumerate(generator)
-            ],
-            dim=-1,
-        )  # [G, N]
-    else:
-        keep_gn = policy.sample(None, mode, generator, num_samples=G, max_keep=max_keep_n, logits=logits)  # [G, N]
+    keep_gn = _sample_paths(policy, logits, mode, generator, G, L, max_keep_n)  # [G, N]
     keep = rearrange(keep_gn, "g (b l) -> b g l", b=B)  # [B, G, L]
     max_keep = None if max_keep_n is None else rearrange(max_keep_n, "(b l) -> b l", b=B)  # [B, L]
 
@@ -246,15 +228,7 @@ def collect_rollout(
 
     reconstructions = decode_paths(tokenizer, encoded, keep, decode_chunk) if "reconstructions" in needs else None
 
-    prior_correct = None
-    if "prior_correct" in needs:
-        # The prior is causal: one pass per clip scores every keep count at once (protocol.prior_accuracy).
-        with torch.no_grad():
-            parts = [
-                tokenizer.prior_correct(encoded.index(slice(i, i + encode_chunk)))
-                for i in range(0, B * L, encode_chunk)
-            ]
-        prior_correct = rearrange(torch.cat(parts), "(b l) k -> b l k", b=B)  # [B, L, K]
+    prior_correct = _prior_correct(tokenizer, encoded, B, encode_chunk) if "prior_correct" in needs else None
 
     return Rollout(
         videos=videos,
@@ -272,3 +246,39 @@ def collect_rollout(
         logits=logits,
         ref_logits=ref_logits,
     )
+
+
+def _sample_paths(
+    policy: TaildropPolicy,
+    logits: Tensor,
+    mode: str,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    G: int,
+    L: int,
+    max_keep: Tensor | None,
+) -> Tensor:
+    """keep [G, N] drawn from the head's ``logits`` [N, K]: from one generator, or video b's L clips (rows
+    b·L .. b·L + L - 1) from the b-th of a sequence of B generators."""
+    if not isinstance(generator, Sequence):
+        return policy.sample(None, mode, generator, num_samples=G, max_keep=max_keep, logits=logits)
+    B = len(logits) // L
+    if len(generator) != B:
+        raise ValueError(f"generator: expected one generator per video (B = {B}), got {len(generator)}")
+    rows = [slice(b * L, (b + 1) * L) for b in range(B)]
+    return torch.cat(
+        [
+            policy.sample(
+                None, mode, g, num_samples=G, max_keep=None if max_keep is None else max_keep[r], logits=logits[r]
+            )
+            for r, g in zip(rows, generator, strict=True)
+        ],
+        dim=-1,
+    )
+
+
+def _prior_correct(tokenizer: FrozenTokenizer, encoded: Encoded, B: int, chunk: int) -> Tensor:
+    """[B, L, K] bool: the AR prior's top-k hits. The prior is causal: one pass per clip scores every keep count
+    at once (protocol.prior_accuracy)."""
+    with torch.no_grad():
+        parts = [tokenizer.prior_correct(encoded.index(slice(i, i + chunk))) for i in range(0, len(encoded), chunk)]
+    return rearrange(torch.cat(parts), "(b l) k -> b l k", b=B)  # [B, L, K]
