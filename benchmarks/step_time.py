@@ -45,6 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before], check=True)
+        # the installed package maps vaportok_rl.builtin_rewards to this tree's rewards/: the other tree gets its own
+        (before / "vaportok_rl" / "builtin_rewards").symlink_to(before / "rewards", target_is_directory=True)
         try:
             times: dict[str, list[float]] = {"before": [], "after": []}
             for r in range(args.rounds):

@@ -259,3 +259,18 @@ def test_import_direction():
     assert {(a, b) for a, b in edges if a in TRAIN_AND_JUDGE and b in TRAIN_AND_JUDGE} == set()
     assert {(a, b) for a, b in edges if b in TRAIN_AND_JUDGE and a not in FRONT_ENDS} == set()
     assert {a for a, b in edges if b == "cli"} == set()
+
+
+def test_shape_comments_use_the_axis_legend():
+    """Every capital letter in a ``# [..]`` shape comment is one of docs/design.md's axis letters."""
+    legend = set(re.findall(r"^\| `([A-Z])`", (ROOT / "docs" / "design.md").read_text(), re.M))
+    legend |= {"C", "T", "H", "W", "P", "E"}  # rows that name several letters at once
+    bad = []
+    for rel, path in sources().items():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            comment = line.split("#", 1)[1] if "#" in line else ""
+            for shape in re.findall(r"\[([^\[\]]*)\]", comment):
+                odd = set(re.findall(r"\b([A-Z][a-z]?)\b", shape)) - legend
+                if odd and "..." not in shape:
+                    bad.append(f"{rel}:{number} [{shape}]")
+    assert bad == []

@@ -64,7 +64,7 @@ class HeldOutEval:
         source = e.source or config.data.source
         self.videos = load_videos(
             source, e.num_videos, self.L, seed=e.seed, frames=C_T_H_W[1], size=C_T_H_W[2], split=e.split
-        ).to(device)  # [Be, L, C, T, H, W]
+        ).to(device)  # [B, L, C, T, H, W]
         self.encoded = encode_videos(tokenizer, self.videos, config.rollout.encode_chunk)
         self.needs = required_needs(rewards.values())
         self.scales: Tensor | None = None  # σ_i [R], fixed at the first call
@@ -89,7 +89,7 @@ class HeldOutEval:
             encode_chunk=c.rollout.encode_chunk,
             encoded=self.encoded,
         )
-        R = score(self.rewards, rollout)  # [Be, G, R]
+        R = score(self.rewards, rollout)  # [B, G, R]
         if self.scales is None:
             self.scales = self._spread(R)
         metrics = reward_metrics(R, self.weights, list(self.rewards), "eval/")
