@@ -1,4 +1,4 @@
-"""The one front end of the recipe commands (``train``, ``distill``, ``pretrain``): their shared arguments
+"""The one front end of the recipe commands (``train``, ``distill``, ``pretrain``, ``sweep``): their shared arguments
 (recipe, dotted overrides, ``--help-config``, ``--resume`` | ``--overwrite``, ``--no-progress``), the checks of
 what was typed, and how a command ends: one line and exit 2 for a user's mistake (any
 :class:`~vaportok_rl.errors.UserError`, or a file the OS refuses), one line and exit 130 for Ctrl-C, one line
@@ -26,14 +26,18 @@ def main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def recipe_parser(prog: str, description: str, *, example: str, epilog: str, writes: str) -> argparse.ArgumentParser:
+def recipe_parser(
+    prog: str, description: str, *, example: str, epilog: str, writes: str, resume: bool = True
+) -> argparse.ArgumentParser:
     """The parser of a recipe command: ``prog RECIPE [key=value ...] [--resume | --overwrite] [--help-config]``
-    (flags and overrides mix freely: ``R.yaml --resume steps=12``); ``writes`` says what --overwrite replaces."""
+    (flags and overrides mix freely: ``R.yaml --resume steps=12``); ``writes`` says what --overwrite replaces;
+    ``resume=False`` for a command that continues by being run again (sweep)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
     parser.add_argument("recipe", nargs="?", help=f"YAML recipe, e.g. {example}")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
+    if resume:
+        how.add_argument("--resume", action="store_true", help="continue from the newest checkpoint there")
     how.add_argument(
         "--overwrite",
         action="store_true",
@@ -60,7 +64,7 @@ def parse_recipe_args(
         args.overrides.insert(0, args.recipe)
         args.recipe = None
     if args.recipe is None and recipe_required:
-        parser.error(f"a recipe is required (e.g. {parser.prog.split()[-1]} RECIPE.yaml)")
+        parser.error(f"a recipe is required: {parser.prog} RECIPE.yaml")
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         parser.error(f"overrides must look like key=value, got {bad}")

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import traceback
 
-from vaportok_rl.config import ConfigError
-from vaportok_rl.rewards import RewardError
-from vaportok_rl.sweep import SweepError, check_run_folders, describe_runs, load_sweep, run_sweep
+from vaportok_rl.cli.recipe import parse_recipe_args, recipe_parser
+from vaportok_rl.errors import UserError
+from vaportok_rl.sweep import check_run_folders, describe_runs, load_sweep, run_sweep
+from vaportok_rl.sweep_config import SweepConfig
 from vaportok_rl.train import TrainingInterrupted
 
 
@@ -18,29 +18,22 @@ def _warn(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vaportok-rl sweep",
-        description="Run a sweep recipe: named override sets (and/or a grid) over a base training recipe, one "
-        "folder per run, resumable; then results.csv, rewards.png, pareto.png and table.md in the sweep folder.",
-        epilog="Overrides (key=value) apply to every run, e.g. steps=20 rollout.videos_per_step=4. "
-        "Re-running the same command skips finished runs and resumes a killed one from its checkpoint.",
+    parser = recipe_parser(
+        "vaportok-rl sweep",
+        "Run a sweep recipe: named override sets (and/or a grid) over a base training recipe, one folder per run, "
+        "resumable; then results.csv, rewards.png, pareto.png and table.md in the sweep folder.",
+        example="recipes/sweep_recon_gen.yaml",
+        epilog="Overrides (key=value) apply to every run, e.g. steps=20 rollout.videos_per_step=4. Re-running the "
+        "same command skips finished runs and resumes a killed one from its checkpoint.",
+        writes="its runs and report files",
+        resume=False,
     )
-    parser.add_argument("recipe", help="sweep recipe YAML, e.g. recipes/sweep_recon_gen.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides for every run")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
     parser.add_argument("--output-dir", help="sweep folder (default: the recipe's log.output_dir)")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="the sweep folder holds something other than this sweep (your files, a training run, ...): replace "
-        "what the sweep writes there (its runs and report files) and leave the rest",
-    )
     parser.add_argument("--keep-going", action="store_true", help="go on with the next run when one fails")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_intermixed_args(argv)  # options may come after the overrides
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        parser.error(f"overrides must look like key=value, got {bad}")
+    args = parse_recipe_args(parser, argv, SweepConfig, recipe_required=True)
+    if args is None:
+        return 0
     try:
         if args.dry_run:
             sweep = load_sweep(args.recipe, args.overrides, output_dir=args.output_dir)
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C between runs
         print("vaportok-rl sweep: interrupted (Ctrl-C); re-run the same command to continue the sweep", file=sys.stderr)
         return 130
-    except (SweepError, ConfigError, RewardError) as error:  # incl. a run's TrainingError (bad file, plugin, disk)
+    except UserError as error:  # a bad recipe, run folder, plugin; a run's TrainingError (bad file, disk)
         print(f"vaportok-rl sweep: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # an unwritable sweep folder, a full disk
