@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=None, help="run folders (default runs/showcase/<recipe name>)")
     parser.add_argument("--out", default=None, help="results folder (default docs/results/<recipe name>)")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every run (key=value)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come after the options
     name = Path(args.recipe).stem
     runs = Path(args.runs or f"runs/showcase/{name}")
     out = Path(args.out or f"docs/results/{name}")
