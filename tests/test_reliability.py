@@ -553,3 +553,17 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(capsys, tmp_path, monkey
     code, _, err = run(capsys, "eval", "--head", "default")
     assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "interrupted (Ctrl-C)" in err and "run the same command again" in err
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, "run"])
+def test_ctrl_c_in_a_sweep_says_rerun_to_continue_and_exits_130(capsys, tmp_path, monkeypatch, interrupt):
+    import vaportok_rl.cli.sweep as sweep_cli
+    from vaportok_rl.train import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):  # between runs, or inside one (its checkpoints kept)
+        raise KeyboardInterrupt if interrupt is KeyboardInterrupt else TrainingInterrupted("interrupted (Ctrl-C)")
+
+    monkeypatch.setattr(sweep_cli, "run_sweep", interrupted)
+    code, _, err = run(capsys, "sweep", tmp_path / "sweep.yaml")
+    assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "re-run the same command to continue the sweep" in err
