@@ -40,7 +40,7 @@ try:  # POSIX; elsewhere folders are claimed without a lock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["LOCK", "RECORD", "RunFolder", "RunFolderError", "claim", "read_record"]
+__all__ = ["LOCK", "RECORD", "RunFolder", "RunFolderError", "claim", "read_record", "refuse_finished_resume"]
 
 RECORD = "vaportok-run.json"
 LOCK = ".vaportok.lock"
@@ -59,6 +59,24 @@ def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and isinstance(record.get("kind"), str) else None
+
+
+def refuse_finished_resume(
+    folder: str | os.PathLike, kind: str, steps: int, *, steps_key: str = "steps", what: str = "output folder"
+) -> None:
+    """``--resume`` on a finished run of ``kind`` continues it only past the step it finished at (its record's
+    ``steps``): asking for no more steps would rewrite its summary and head for nothing. Call it before any work
+    (it reads the record only). Raises :class:`RunFolderError` naming the step and both ways out."""
+    previous = read_record(folder) or {}
+    if previous.get("kind") != kind or previous.get("status") != "finished":
+        return
+    done = int(previous.get("steps", 0))
+    if steps <= done:
+        raise RunFolderError(
+            f"--resume: {what} {folder} holds a {kind} run that finished at step {done}; nothing to resume at "
+            f"{steps_key}={steps}: pass {steps_key}=N with N > {done} to train on, or --overwrite (without "
+            f"--resume) to start over"
+        )
 
 
 @dataclass

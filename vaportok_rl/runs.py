@@ -64,7 +64,6 @@ __all__ = [
     "read_metrics_lines",
     "read_run",
     "save_head",
-    "unwritable_reason",
 ]
 
 DEFAULT_HEAD_DIR = Path(__file__).resolve().parent / "assets" / "head_default"
@@ -77,21 +76,6 @@ SHIPPED_HEADS = ("default", "distilled")
 
 
 # =============================================================================================== checkpoints
-
-
-def unwritable_reason(folder: str | os.PathLike) -> str | None:
-    """Create ``folder`` and write and delete a probe file in it, before any work is done for it: None when that
-    works, else why not (a read-only, missing-parent or not-a-folder path). A full disk may still fail later;
-    callers catch that where files are written."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        return str(error.strerror or error)
-    return None
 
 
 def checkpoint_dirs(output_dir: str | os.PathLike) -> list[Path]:

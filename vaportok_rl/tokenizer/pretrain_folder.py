@@ -13,7 +13,7 @@ import torch
 from vaportok_rl.checkpoint import load_checkpoint
 from vaportok_rl.config import ConfigError, to_dict
 from vaportok_rl.run_files import METRICS_FILE, TOKENIZER_FILE, read_metrics_lines
-from vaportok_rl.run_folder import RunFolder, claim, read_record
+from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, refuse_finished_resume
 from vaportok_rl.tokenizer.pretrain_config import PretrainConfig
 
 __all__ = ["CHECKPOINT", "KIND", "PRETRAIN_FILES", "PretrainError", "claim_output", "kept_message", "metrics_up_to"]
@@ -41,15 +41,11 @@ def claim_output(
     out = Path(config.log.output_dir)
     if resume and overwrite:
         raise PretrainError(f"log.output_dir {out}: --resume continues a run and --overwrite replaces it; pass one")
-    previous = read_record(out) or {}
-    if resume and previous.get("kind") == KIND and previous.get("status") == "finished":
-        done = int(previous.get("steps", 0))
-        if config.optim.steps <= done:
-            raise PretrainError(
-                f"--resume: log.output_dir {out} holds a pretraining run that finished at step {done}; nothing to "
-                f"resume at optim.steps={config.optim.steps}: pass optim.steps=N with N > {done} to train on, or "
-                f"--overwrite (without --resume) to start over"
-            )
+    if resume:
+        try:
+            refuse_finished_resume(out, KIND, config.optim.steps, steps_key="optim.steps", what="log.output_dir")
+        except RunFolderError as error:
+            raise PretrainError(str(error)) from None
     resume = resume and (out / CHECKPOINT).is_dir() and any((out / CHECKPOINT).iterdir())
     state = _resume_state(config, out / CHECKPOINT) if resume else None
     folder = claim(

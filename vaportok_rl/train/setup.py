@@ -16,7 +16,7 @@ from vaportok_rl.resources import tensor_bytes
 from vaportok_rl.reward_loading import load_rewards  # the one resolution of reward specs (re-exported)
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.run_files import CHECKPOINTS, METRICS_FILE, RUN_CONFIG, RUN_HEAD, RUN_HEAD_CONFIG, RUN_SUMMARY
-from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, read_record
+from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, refuse_finished_resume
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead, shape_mismatch
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
@@ -32,19 +32,9 @@ def claim_output(c: TrainConfig, kind: str, *, resume: bool, overwrite: bool) ->
     """Claim ``log.output_dir`` for this run (vaportok_rl.run_folder): a user's files, another kind of run or a
     finished run are refused unless ``overwrite``; a finished run is resumed only to train past its last step."""
     output_dir = Path(c.log.output_dir)
-    previous = read_record(output_dir) or {}
-    if (
-        resume
-        and previous.get("kind") == kind
-        and previous.get("status") == "finished"
-        and c.steps <= int(previous.get("steps", 0))
-    ):
-        raise ConfigError(
-            f"--resume: log.output_dir {output_dir} holds a run that finished at step {previous.get('steps')}; "
-            f"nothing to resume at steps={c.steps}: pass steps=N with N > {previous.get('steps')} to train on, "
-            f"or --overwrite (without --resume) to start over"
-        )
     try:
+        if resume:
+            refuse_finished_resume(output_dir, kind, c.steps, what="log.output_dir")
         return claim(output_dir, kind, writes=RUN_FILES, resume=resume, overwrite=overwrite, what="log.output_dir")
     except RunFolderError as error:
         raise ConfigError(str(error)) from None
