@@ -567,3 +567,14 @@ def test_ctrl_c_in_a_sweep_says_rerun_to_continue_and_exits_130(capsys, tmp_path
     code, _, err = run(capsys, "sweep", tmp_path / "sweep.yaml")
     assert code == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "re-run the same command to continue the sweep" in err
+
+
+def test_a_file_named_like_a_runs_folder_is_the_users_and_is_refused(capsys, recipe, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoints").write_text("the user's file, not a folder of checkpoints\n")
+    code, _, err = train(capsys, recipe, out)
+    assert_one_clear_line(code, err, "did not make", "checkpoints", "--overwrite")
+    code, _, err = train(capsys, recipe, out, "--resume")  # a resume finds no checkpoint folder there
+    assert code == 2 and "Traceback" not in err
+    assert (out / "checkpoints").read_text().startswith("the user's file")

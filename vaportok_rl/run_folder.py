@@ -175,7 +175,7 @@ def _check(
     if not entries:
         return
     mine = previous is not None and previous.get("kind") == kind
-    progress = [name for name in entries if name in resumable and any((path / name).iterdir())]
+    progress = [n for n in entries if n in resumable and (path / n).is_dir() and any((path / n).iterdir())]
     if resume:
         if previous is not None and not mine:
             raise RunFolderError(
