@@ -51,6 +51,7 @@ __all__ = [
     "default_cache_dir",
     "interpolate_log_k",
     "keep_grid",
+    "path_level_rewards",
     "reward_key",
     "reward_price",
     "reward_tables",
@@ -236,6 +237,22 @@ def _score_per_clip(label: str, plugin: Any, rollout: Rollout) -> Tensor:
             f"use grpo.groups: sampled for this reward"
         )
     return value.float().cpu()  # [B, Q, L]
+
+
+@torch.no_grad()
+def path_level_rewards(
+    tokenizer: FrozenTokenizer, videos: Tensor, rewards: Mapping[str, Any], decode_chunk: int, encode_chunk: int
+) -> list[str]:
+    """The labels of the rewards that score whole paths ([B, G]), found by scoring ``videos`` [b, L, C, T, H, W] (one
+    pool video is enough) at keep counts 1 and K: they cannot be tabulated per clip (grpo.path_phase tunes them)."""
+    K = tokenizer.num_latents
+    decode = any(decodes(plugin) for plugin in rewards.values())
+    encoded = encode_videos(tokenizer, videos, encode_chunk)
+    correct = None
+    if any("prior_correct" in getattr(plugin, "needs", ()) for plugin in rewards.values()):
+        correct = rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(videos))  # [b, L, K]
+    rollout = _grid_rollout(tokenizer, videos, encoded, torch.tensor([1, K]), correct, decode, decode_chunk)
+    return [label for label, plugin in rewards.items() if call_reward(label, plugin, rollout).ndim == 2]
 
 
 @torch.no_grad()

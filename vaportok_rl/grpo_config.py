@@ -9,7 +9,41 @@ from typing import Literal
 
 from vaportok_rl.config import check_non_negative_int, check_number, check_positive_int
 
-__all__ = ["GRPOConfig"]
+__all__ = ["GRPOConfig", "PathPhaseConfig"]
+
+
+@dataclass
+class PathPhaseConfig:
+    """Enumerated groups, then sampled GRPO in the same run (issue 17, item 6). A reward that scores whole paths
+    ([B, G]: diversity, a per-video budget) cannot be tabulated per clip: the run first fits the head to the per-clip
+    rewards' targets (``steps`` fit steps, the path-level rewards left out), then takes ``grpo.path_phase.steps``
+    steps of sampled GRPO on *every* reward from the fitted head, which becomes the KL reference. That phase uses
+    grpo's sampled settings (group_size, num_iterations, epsilon_*, loss_type, scale_rewards, reward_aggregation,
+    credit) and the fields below; the price knob's other prices (``grpo.knob_prices``) are held where the fitted
+    head had them (the knob KL at their tilts)."""
+
+    steps: int = 0
+    """Sampled GRPO steps after the fit; 0 = none (then a [B, G] reward stops the run before training, named)."""
+    lr: float = 1.0e-4
+    """AdamW learning rate of the sampled phase (constant); betas, eps and weight decay are optim's."""
+    beta: float = 0.02
+    """Weight of the k3 KL penalty towards the fitted head on the sampled keep counts."""
+    knob_beta: float = 1.0
+    """Weight of the exact KL to the fitted head at each knob price's tilt (0 turns it off): the path-level rewards
+    tune the run's own operating point, not the others."""
+    videos_per_step: int = 8
+    """B of the sampled phase: fresh training videos per step (data.source), G paths each."""
+    max_grad_norm: float | None = 1.0
+    """Gradient-norm clip of the sampled phase (null = none); the fit's is optim.max_grad_norm."""
+
+    def __post_init__(self) -> None:
+        check_non_negative_int("grpo.path_phase.steps", self.steps)
+        check_number("grpo.path_phase.lr", self.lr, low=0, low_open=True)
+        check_number("grpo.path_phase.beta", self.beta, low=0)
+        check_number("grpo.path_phase.knob_beta", self.knob_beta, low=0)
+        check_positive_int("grpo.path_phase.videos_per_step", self.videos_per_step)
+        if self.max_grad_norm is not None:
+            check_number("grpo.path_phase.max_grad_norm", self.max_grad_norm, low=0, low_open=True)
 
 
 @dataclass
@@ -58,7 +92,8 @@ class GRPOConfig:
     π*(k) ∝ ref(k)^(β/(β+τ))·exp(u(k)/(β+τ)), u = Σ_i w_i r_i, τ = ``target_temperature``, β = ``beta``
     (issue 17: far more sample-efficient than sampling k). Steps are then optimiser steps on minibatches of
     ``rollout.videos_per_step`` pool videos; group_size, num_iterations, epsilon_*, loss_type, scale_rewards,
-    reward_aggregation, credit and knob_tilts are not used."""
+    reward_aggregation and credit serve only ``path_phase`` (sampled steps after the fit, for rewards that score
+    whole paths); knob_tilts and knob_beta are not used."""
     grid_points: int = 16
     """Enumerated groups: keep counts scored per clip, log-spaced over 1..K with both ends (rewards that read
     reconstructions are interpolated in log k between them; the others are scored at every k, at no decode
@@ -76,6 +111,8 @@ class GRPOConfig:
     """Enumerated groups: other prices per token, in reward units, that the price knob (``vaportok_rl.budget``)
     should reach; the head's logits tilted by (p - price)/τ per token are fitted to the targets at price p too.
     The run's own price is Σ_i w_i · (the plugin's ``price_per_token``): 0.1 for psnr + token_cost at 0.1. Each >= 0."""
+    path_phase: PathPhaseConfig = field(default_factory=PathPhaseConfig)
+    """Enumerated groups: sampled GRPO after the fit, in the same run, for rewards that score whole paths."""
 
     def __post_init__(self) -> None:
         check_positive_int("grpo.group_size", self.group_size)
@@ -96,3 +133,8 @@ class GRPOConfig:
         check_number("grpo.beta", self.beta, low=0)
         check_number("grpo.epsilon_low", self.epsilon_low, low=0, high=1)
         check_number("grpo.epsilon_high", self.epsilon_high, low=0)
+        if self.path_phase.steps and self.groups != "enumerated":
+            raise ValueError(
+                f"grpo.path_phase.steps: {self.path_phase.steps} sampled steps after an enumerated fit need "
+                f"grpo.groups: enumerated (got {self.groups!r}); with sampled groups every step is already sampled"
+            )

@@ -90,6 +90,7 @@ def _introduction(config: dict, name: str) -> list[str]:
     """Front matter, title (how the head was fitted) and what a taildrop head is; the tokenizer it belongs to."""
     t = config.get("training") or {}
     enumerated = (t.get("grpo") or {}).get("groups") == "enumerated"
+    sampled_after = ((t.get("grpo") or {}).get("path_phase") or {}).get("steps", 0) if enumerated else 0
     fp = config["tokenizer_fingerprint"]
     tokenizer_spec = t.get("tokenizer")
     return [
@@ -117,7 +118,14 @@ def _introduction(config: dict, name: str) -> list[str]:
             if "distill" in t
             else "It was fitted by vaportok-rl with enumerated groups (`grpo.groups: enumerated`): every clip of a "
             "training pool scored by the rewards listed below at a grid of keep counts, and the head fitted to "
-            "each clip's closed-form optimum of GRPO's objective; the tokenizer itself stayed frozen."
+            "each clip's closed-form optimum of GRPO's objective"
+            + (
+                f", then tuned by {sampled_after} steps of sampled GRPO on every reward (those that score whole "
+                "paths included) from the fitted head (`grpo.path_phase`)"
+                if sampled_after
+                else ""
+            )
+            + "; the tokenizer itself stayed frozen."
             if enumerated
             else "It was fine-tuned with GRPO by vaportok-rl (after VaporTok) on the rewards listed below; the "
             "tokenizer itself stayed frozen."

@@ -15,6 +15,7 @@ __all__ = [
     "CHECKPOINTS",
     "CHECKPOINT_META",
     "CHECKPOINT_TENSORS",
+    "FIT_HEAD",
     "METRICS_FILE",
     "RUN_CONFIG",
     "RUN_HEAD",
@@ -30,6 +31,7 @@ RUN_SUMMARY = "summary.json"  # a finished run's summary
 RUN_HEAD = "head.safetensors"  # a training run's tuned head (state dict)
 RUN_HEAD_CONFIG = "head_config.json"  # its HeadConfig and provenance
 CHECKPOINTS = "checkpoints"  # a training run's checkpoint folders, step-NNNNNN
+FIT_HEAD = "fit"  # an enumerated run's fitted head (head files) when sampled steps follow (grpo.path_phase)
 CHECKPOINT_TENSORS = "tensors.safetensors"  # inside a checkpoint folder
 CHECKPOINT_META = "meta.json"  # inside a checkpoint folder
 TOKENIZER_FILE = "tokenizer.safetensors"  # a pretraining run's tokenizer

@@ -22,10 +22,18 @@ from torch import Tensor
 
 from vaportok_rl.config import ConfigError
 from vaportok_rl.data import SOURCES, VideoFolder, load_videos
-from vaportok_rl.enumerated import TableCache, default_cache_dir, keep_grid, reward_price, reward_tables
+from vaportok_rl.enumerated import (
+    TableCache,
+    default_cache_dir,
+    keep_grid,
+    path_level_rewards,
+    reward_price,
+    reward_tables,
+)
 from vaportok_rl.grpo import group_target, target_loss
 from vaportok_rl.heldout import tokenizer_device
 from vaportok_rl.policy import TaildropPolicy, head_logits
+from vaportok_rl.reward_api import describe
 from vaportok_rl.rollout import derive_seed
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
@@ -41,6 +49,7 @@ class TargetFit:
     utility: Tensor  # [N, K] u(k) = Σ_i w_i r_i(k) at the run's own price
     targets: Tensor  # [M, N, K] the closed-form target at each price
     tilts: Tensor  # [M] (p - price) / τ, logit units per token; 0 first
+    path_rewards: list[str]  # labels of the rewards that score whole paths: left out of the targets (path_phase)
     clips_per_video: int  # L
     videos_per_step: int  # pool videos per minibatch
     seed: int
@@ -122,8 +131,11 @@ def build_target_fit(
     except (OSError, ValueError) as error:
         raise ConfigError(f"data (the enumerated pool of data.videos={d.videos}): {error}") from None
     grid = keep_grid(K, g.grid_points)
-    specs = {label: (spec.spec or label, spec.kwargs) for label, spec in c.active_rewards().items()}
     device = tokenizer_device(tokenizer)
+    path = path_level_rewards(tokenizer, pool[:1].to(device), rewards, c.rollout.decode_chunk, c.rollout.encode_chunk)
+    _check_path_rewards(path, rewards, g.path_phase.steps)
+    rewards = {label: plugin for label, plugin in rewards.items() if label not in path}  # the per-clip ones
+    specs = {label: (c.active_rewards()[label].spec or label, c.active_rewards()[label].kwargs) for label in rewards}
     per_chunk = max(1, 512 // (len(grid) * L))  # ~512 reconstructions held at once
     latents, tables, decodes = reward_tables(
         tokenizer,
@@ -144,7 +156,7 @@ def build_target_fit(
         interpolation=g.grid_interpolation,
     )
     weights = {label: spec.weight for label, spec in c.active_rewards().items()}
-    utility = sum(weights[label] * tables[label] for label in tables)  # [N, K] float64
+    utility = sum(weights[label] * tables[label] for label in tables)  # [N, K] float64 (the per-clip rewards)
     price = sum(weights[label] * reward_price(plugin) for label, plugin in rewards.items())
     ref_logits = None
     if g.beta > 0:
@@ -156,11 +168,31 @@ def build_target_fit(
         utility=utility.float(),
         targets=targets,
         tilts=tilts,
+        path_rewards=path,
         clips_per_video=L,
         videos_per_step=min(c.rollout.videos_per_step, len(pool)),
         seed=c.seed,
         decodes=decodes,
     )
+
+
+def _check_path_rewards(path: list[str], rewards: Mapping[str, Any], path_steps: int) -> None:
+    """Rewards that score whole paths ([B, G]) are tuned by the sampled phase (grpo.path_phase) or refused, named;
+    the fit needs at least one per-clip reward."""
+    if not path:
+        return
+    named = ", ".join(f"{label!r} ({describe(rewards[label])})" for label in path)
+    if not path_steps:
+        raise ConfigError(
+            f"reward {named} returns one value per path [B, G]; enumerated groups (grpo.groups: enumerated) score each "
+            f"clip's keep counts and need per-clip rewards [B, G, L]: set grpo.path_phase.steps > 0 to tune it by "
+            f"sampled GRPO after the fit, or use grpo.groups: sampled for this reward"
+        )
+    if len(path) == len(rewards):
+        raise ConfigError(
+            f"rewards: every reward ({named}) scores whole paths [B, G], so enumerated groups have nothing to fit; "
+            f"add a per-clip reward [B, G, L] (e.g. psnr with token_cost) or use grpo.groups: sampled"
+        )
 
 
 def _pool(source: str, videos: int, L: int, *, seed: int, frames: int, size: int, split: str) -> tuple[Tensor, dict]:

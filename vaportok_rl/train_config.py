@@ -259,7 +259,8 @@ class TrainConfig:
     """Seed of the run: truncation sampling, a fresh head's initialisation and (unless data.seed is set) the
     training videos."""
     steps: int = 200
-    """Training steps; each collects one rollout of B videos and makes grpo.num_iterations optimiser updates."""
+    """Training steps; each collects one rollout of B videos and makes grpo.num_iterations optimiser updates (with
+    enumerated groups: one optimiser step towards the targets; grpo.path_phase.steps sampled steps may follow)."""
     rewards: dict[str, RewardSpec | None] = field(default_factory=_default_rewards)
     """Reward functions by label: {label: {spec, weight, kwargs}}. The label names the reward in the metrics
     (rewards/<label>/mean) and is the plugin spec when spec is null. A recipe that sets rewards lists all of
@@ -305,6 +306,11 @@ class TrainConfig:
         for i, path in enumerate(self.plugin_paths):
             if not path.strip():
                 raise ValueError(f"plugin_paths[{i}]: expected a folder path, got ''")
+
+    @property
+    def total_steps(self) -> int:
+        """Every step of the run: ``steps``, plus the sampled ones after an enumerated fit (grpo.path_phase)."""
+        return self.steps + (self.grpo.path_phase.steps if self.grpo.groups == "enumerated" else 0)
 
     def active_rewards(self) -> dict[str, RewardSpec]:
         """The rewards of the run, in recipe order, without the null (dropped) entries."""

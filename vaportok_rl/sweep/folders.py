@@ -47,7 +47,7 @@ def describe_runs(sweep: Sweep) -> str:
     for i, run in enumerate(sweep.runs, 1):
         status = run.status()
         if status == "resume":
-            status = f"resume from step {run.resume_step()}/{run.config.steps}"
+            status = f"resume from step {run.resume_step()}/{run.config.total_steps}"
         elif status == "done":
             status = "done (skipped)" if run.damage() is None else "done, but unreadable: trained again"
         rows.append([str(i), run.run_id, str(run.seed), status, " ".join(run.overrides) or "-"])

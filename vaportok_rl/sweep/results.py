@@ -106,7 +106,7 @@ def result_row(run: SweepRun, metrics: dict[str, float]) -> dict[str, Any]:
     """One results.csv row of a finished run (see :data:`RESULT_COLUMNS`)."""
     summary = json.loads((run.output_dir / RUN_SUMMARY).read_text())
     final = summary.get("final_eval") or {}
-    row: dict[str, Any] = {"run": run.run_id, "name": run.name, "seed": run.seed, "steps": run.config.steps}
+    row: dict[str, Any] = {"run": run.run_id, "name": run.name, "seed": run.seed, "steps": run.config.total_steps}
     row.update({f"w_{label}": w for label, w in _weights(run.config).items()})
     row.update({k: metrics[k] for k in ("tokens", "tokens_std", "psnr", "mse", "lpips", "prior_top5")})
     row["sampled_tokens"] = final.get("eval/tokens/mean")

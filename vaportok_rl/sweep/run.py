@@ -164,9 +164,9 @@ def _train_runs(sweep: Sweep, tokenizer_for, progress: bool, keep_going: bool, l
             if damage is not None:
                 warn(f"run {run.run_id}: {damage}; training it again from scratch in {run.output_dir}")
             elif status == "resume":
-                log(f"{head}: resuming from step {run.resume_step()}/{run.config.steps} in {run.output_dir}")
+                log(f"{head}: resuming from step {run.resume_step()}/{run.config.total_steps} in {run.output_dir}")
             else:
-                log(f"{head}: training {run.config.steps} steps in {run.output_dir}")
+                log(f"{head}: training {run.config.total_steps} steps in {run.output_dir}")
             t0 = time.perf_counter()
             try:
                 again = {"overwrite": True} if damage is not None else {}  # only what a run writes in its folder

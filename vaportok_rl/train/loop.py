@@ -30,8 +30,9 @@ from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train.data import VideoStream
 from vaportok_rl.train.errors import Diverged, TrainingError, TrainingInterrupted
 from vaportok_rl.train.log import RunLog, eval_plot
+from vaportok_rl.train.phases import enter_path_phase, in_path_phase
 from vaportok_rl.train.setup import claim_output, largest_allocations, load_rewards, lr_factor, starting_head
-from vaportok_rl.train.state import Run, kept, restore, save_state
+from vaportok_rl.train.state import Run, kept, restore, resume_state, save_state
 from vaportok_rl.train.step import PathScorer, enumerated_step, grpo_step
 from vaportok_rl.train_config import TrainConfig
 
@@ -62,6 +63,12 @@ def run_training(
     if B % world:  # before the process group starts: every process stops at once, rank 0 says why
         raise ConfigError(
             f"rollout.videos_per_step: {B} videos do not split evenly over {world} processes (WORLD_SIZE); "
+            f"pick a multiple of {world}"
+        )
+    Bp = c.grpo.path_phase.videos_per_step
+    if c.grpo.groups == "enumerated" and c.grpo.path_phase.steps and Bp % world:
+        raise ConfigError(
+            f"grpo.path_phase.videos_per_step: {Bp} videos do not split evenly over {world} processes (WORLD_SIZE); "
             f"pick a multiple of {world}"
         )
     force_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
@@ -146,6 +153,8 @@ def build_run(c: TrainConfig, accelerator: Accelerator, tokenizer: FrozenTokeniz
         scheduler=scheduler,
         scorer=scorer,
         mine=mine,
+        objective=c.grpo,
+        max_grad_norm=c.optim.max_grad_norm,
     )
 
 
@@ -153,7 +162,13 @@ def train(run: Run, folder: RunFolder | None, *, resume: bool, progress: bool, t
     """Resume (or start) ``run``, step it to ``steps``, write the head and the summary; errors become one line
     that says what was kept (the last checkpoint) and how to go on."""
     c, output_dir = run.config, run.output_dir
-    scales, wandb_id = restore(run) if resume else (None, None)
+    table = build_fit(run, progress) if c.grpo.groups == "enumerated" else None  # before restore: the start's ref
+    scales, wandb_id = None, None
+    if resume:
+        found = resume_state(c, output_dir)
+        if run.fit is not None and found[1]["step"] > c.steps:  # past the fit: the sampled phase's state
+            enter_path_phase(run)
+        scales, wandb_id = restore(run, found)
     if run.main:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(c, output_dir / RUN_CONFIG)
@@ -167,14 +182,16 @@ def train(run: Run, folder: RunFolder | None, *, resume: bool, progress: bool, t
         run.evaluator.set_scales(scales)
     run.step_now = run.start
     try:
-        table = build_fit(run, progress) if c.grpo.groups == "enumerated" else None
         if run.start == 0:
             evaluate(run, 0)  # the starting head: what the tuned one is compared with
         train_metrics = steps(run, progress)
         summary = finish(run, folder, train_metrics, table, t_start)
     except (Diverged, NonFiniteLogits) as error:  # NaN/inf: stop before a bad head is checkpointed
+        sampled_after_fit = in_path_phase(run, run.step_now)
+        lr_key = "grpo.path_phase.lr" if sampled_after_fit else "optim.lr"
+        lr = c.grpo.path_phase.lr if sampled_after_fit else c.optim.lr
         raise TrainingError(
-            f"training diverged at step {run.step_now + 1} ({error}) with optim.lr = {c.optim.lr:g}: lower optim.lr "
+            f"training diverged at step {run.step_now + 1} ({error}) with {lr_key} = {lr:g}: lower {lr_key} "
             f"(or optim.max_grad_norm); {kept(output_dir)}"
         ) from None
     except RewardError as error:  # a plugin raised (or returned a bad value) mid-training
@@ -193,20 +210,26 @@ def steps(run: Run, progress: bool) -> dict[str, float]:
     c = run.config
     logged = [r for r in run.log.kept if "loss" in r]
     train_metrics: dict[str, float] = {k: v for k, v in logged[-1].items() if k != "step"} if logged else {}
+    total = c.total_steps
     desc = "grpo" if run.fit is None else "fit (enumerated)"
-    bar = tqdm(total=c.steps, initial=run.start, disable=not (progress and run.main), desc=desc, dynamic_ncols=True)
-    for step in range(run.start, c.steps):
+    bar = tqdm(total=total, initial=run.start, disable=not (progress and run.main), desc=desc, dynamic_ncols=True)
+    for step in range(run.start, total):
         run.step_now = step
+        if step == c.steps and in_path_phase(run, step):  # the fit is done: sampled GRPO from the fitted head
+            enter_path_phase(run)
+            bar.set_description("grpo (after the fit)")
         t0 = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]
-        train_metrics = enumerated_step(run, step) if run.fit is not None else grpo_step(run, step)
+        fitting = run.fit is not None and not in_path_phase(run, step)
+        train_metrics = enumerated_step(run, step) if fitting else grpo_step(run, step)
         train_metrics.update(lr=lr, step_time=time.perf_counter() - t0)
         done = step + 1
-        if done % c.log.log_every == 0 or done == c.steps:
+        ends = done in (c.steps, total)  # the end of the run, or of its fit (the fitted head is judged and kept)
+        if done % c.log.log_every == 0 or ends:
             run.log.write(done, train_metrics)
-        if (c.log.eval_every and done % c.log.eval_every == 0) or done == c.steps:
+        if (c.log.eval_every and done % c.log.eval_every == 0) or ends:
             evaluate(run, done)
-        if (c.log.checkpoint_every and done % c.log.checkpoint_every == 0) or done == c.steps:
+        if (c.log.checkpoint_every and done % c.log.checkpoint_every == 0) or ends:
             save_state(run, done)
         bar.update(1)
         bar.set_postfix(reward=f"{train_metrics['reward']:.4g}", tokens=f"{train_metrics['tokens/mean']:.1f}")
@@ -253,7 +276,7 @@ def finish(run: Run, folder: RunFolder | None, train_metrics: dict, table: dict 
     """The summary; on the main process the tuned head, summary.json, and the folder's record marked finished."""
     c, history = run.config, run.history
     summary = {
-        "steps": c.steps,
+        "steps": c.total_steps,
         "output_dir": str(run.output_dir),
         "world_size": run.accelerator.num_processes,
         "tokenizer_fingerprint": str(run.tokenizer.fingerprint),
@@ -269,9 +292,11 @@ def finish(run: Run, folder: RunFolder | None, train_metrics: dict, table: dict 
         summary["eval_gain"] = {k: history[-1][k] - history[0][k] for k in history[0] if k != "step"}
     if run.main:
         fingerprint = str(run.tokenizer.fingerprint)
-        save_head(run.policy.head, run.output_dir, tokenizer_fingerprint=fingerprint, steps=c.steps, config=to_dict(c))
+        save_head(
+            run.policy.head, run.output_dir, tokenizer_fingerprint=fingerprint, steps=c.total_steps, config=to_dict(c)
+        )
         (run.output_dir / RUN_SUMMARY).write_text(json.dumps(summary, indent=1))
-        folder.finish(steps=c.steps)
+        folder.finish(steps=c.total_steps)
     return summary
 
 

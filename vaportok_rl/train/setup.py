@@ -15,7 +15,15 @@ from vaportok_rl.enumerated import keep_grid
 from vaportok_rl.resources import tensor_bytes
 from vaportok_rl.reward_loading import load_rewards  # the one resolution of reward specs (re-exported)
 from vaportok_rl.rollout import derive_seed
-from vaportok_rl.run_files import CHECKPOINTS, METRICS_FILE, RUN_CONFIG, RUN_HEAD, RUN_HEAD_CONFIG, RUN_SUMMARY
+from vaportok_rl.run_files import (
+    CHECKPOINTS,
+    FIT_HEAD,
+    METRICS_FILE,
+    RUN_CONFIG,
+    RUN_HEAD,
+    RUN_HEAD_CONFIG,
+    RUN_SUMMARY,
+)
 from vaportok_rl.run_folder import RunFolder, RunFolderError, claim, refuse_finished_resume
 from vaportok_rl.runs import load_head
 from vaportok_rl.tokenizer.head import HeadConfig, TaildropHead, shape_mismatch
@@ -24,7 +32,7 @@ from vaportok_rl.train_config import TrainConfig
 
 __all__ = ["RUN_FILES", "claim_output", "largest_allocations", "load_rewards", "lr_factor", "starting_head"]
 
-RUN_FILES = (RUN_CONFIG, METRICS_FILE, CHECKPOINTS, RUN_SUMMARY, RUN_HEAD, RUN_HEAD_CONFIG, "plots", "wandb")
+RUN_FILES = (RUN_CONFIG, METRICS_FILE, CHECKPOINTS, RUN_SUMMARY, RUN_HEAD, RUN_HEAD_CONFIG, FIT_HEAD, "plots", "wandb")
 """What a training run writes in log.output_dir (what --overwrite may replace there)."""
 
 
@@ -34,7 +42,7 @@ def claim_output(c: TrainConfig, kind: str, *, resume: bool, overwrite: bool) ->
     output_dir = Path(c.log.output_dir)
     try:
         if resume:
-            refuse_finished_resume(output_dir, kind, c.steps, what="log.output_dir")
+            refuse_finished_resume(output_dir, kind, c.total_steps, what="log.output_dir")
         return claim(output_dir, kind, writes=RUN_FILES, resume=resume, overwrite=overwrite, what="log.output_dir")
     except RunFolderError as error:
         raise ConfigError(str(error)) from None
@@ -100,6 +108,10 @@ def largest_allocations(c: TrainConfig, tokenizer: FrozenTokenizer, needs: set, 
     if decoded and c.grpo.groups == "sampled":
         B = c.rollout.videos_per_step
         what = f"a step's decoded paths (rollout.videos_per_step {B} × grpo.group_size {G} × clips_per_video {L})"
+        out.append((what, tensor_bytes(B + B // world, G, L, *clip)))
+    if decoded and c.grpo.groups == "enumerated" and c.grpo.path_phase.steps:
+        B = c.grpo.path_phase.videos_per_step
+        what = f"a sampled step's decoded paths (grpo.path_phase.videos_per_step {B} × grpo.group_size {G} × {L})"
         out.append((what, tensor_bytes(B + B // world, G, L, *clip)))
     if decoded and c.grpo.groups == "enumerated":
         points = len(keep_grid(tokenizer.num_latents, c.grpo.grid_points))

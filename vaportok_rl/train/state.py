@@ -26,7 +26,7 @@ from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train.data import VideoStream
 from vaportok_rl.train.errors import TrainingError
 from vaportok_rl.train.log import RunLog
-from vaportok_rl.train_config import TrainConfig
+from vaportok_rl.train_config import GRPOConfig, TrainConfig
 
 __all__ = ["CHECKPOINT_KEYS", "Run", "kept", "restore", "resume_state", "save_state"]
 
@@ -55,6 +55,8 @@ class Run:
     evaluator: HeldOutEval | None = None
     log: RunLog | None = None
     fit: TargetFit | None = None  # enumerated groups: the pool's targets
+    objective: GRPOConfig | None = None  # the sampled steps' GRPO settings: grpo, or grpo.path_phase's after a fit
+    max_grad_norm: float | None = None  # the gradient clip of the steps being taken (None: none)
 
     @property
     def output_dir(self) -> Path:
@@ -97,10 +99,11 @@ def save_state(run: Run, step: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def restore(run: Run) -> tuple[list[float] | None, str | None]:
-    """Load the newest readable checkpoint into ``run`` (head, reference, optimiser, scheduler, RNG states, step,
-    eval history); returns what the evaluator and the log need back (eval scales, wandb id)."""
-    tensors, meta = resume_state(run.config, run.output_dir)
+def restore(run: Run, found: tuple[dict[str, Tensor], dict] | None = None) -> tuple[list[float] | None, str | None]:
+    """Load the newest readable checkpoint (or ``found``, :func:`resume_state`'s answer) into ``run`` (head,
+    reference, optimiser, scheduler, RNG states, step, eval history); returns what the evaluator and the log need
+    back (eval scales, wandb id)."""
+    tensors, meta = found or resume_state(run.config, run.output_dir)
     run.policy.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
     run.ref_policy.head.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("ref_head.")})
     run.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
@@ -137,10 +140,12 @@ def resume_state(config: TrainConfig, output_dir: Path) -> tuple[dict[str, Tenso
             RuntimeWarning,
             stacklevel=3,
         )
-    if meta["step"] > config.steps:
+    total = config.total_steps
+    if meta["step"] > total:
+        past = f"steps={total}" if total == config.steps else f"steps + grpo.path_phase.steps = {total}"
         raise ConfigError(
-            f"--resume: the newest checkpoint ({path}) is at step {meta['step']}, past steps={config.steps}; pass "
-            f"steps={meta['step']} or more (a run cannot be shortened after the fact)"
+            f"--resume: the newest checkpoint ({path}) is at step {meta['step']}, past {past}; pass "
+            f"steps={meta['step'] - total + config.steps} or more (a run cannot be shortened after the fact)"
         )
     saved, now = dict(meta["config"]), to_dict(config)
     changed = [k for k in sorted(set(saved) | set(now)) if k not in ("log", "steps") and saved.get(k) != now.get(k)]

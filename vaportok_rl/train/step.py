@@ -32,7 +32,7 @@ __all__ = ["PathScorer", "enumerated_step", "gather_rollout", "grpo_step", "upda
 
 
 def grpo_step(run: Run, step: int) -> dict[str, float]:
-    c, g, device = run.config, run.config.grpo, run.accelerator.device
+    c, g, device = run.config, run.objective, run.accelerator.device
     # ---- 1. rollout with the current head: this process's videos, G paths each, old and reference log-probs
     videos = run.stream.videos(step, run.mine).to(device)  # [B/P, L, C, T, H, W]
     generators = video_generators(c.seed, "sample", step, run.mine, device)  # video i's paths: (seed, step, i) only
@@ -105,7 +105,7 @@ def update(run: Run, loss: Tensor, *, first: bool) -> float:
     run.accelerator.backward(loss)  # DDP: gradients averaged over the P equal shards = the global batch's
     if first:
         check_only_head_learns(run.policy, run.ref_policy, run.frozen)
-    max_norm = run.config.optim.max_grad_norm or math.inf
+    max_norm = run.max_grad_norm or math.inf
     grad_norm = float(run.accelerator.clip_grad_norm_(run.policy.parameters(), max_norm))
     if not (math.isfinite(loss.item()) and math.isfinite(grad_norm)):
         raise Diverged(f"loss {loss.item():.4g}, gradient norm {grad_norm:.4g}")
