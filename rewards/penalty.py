@@ -9,6 +9,7 @@ With t the threshold in tokens and k[b, g, l] the kept count of clip l on path (
 Each term lies in (0, 1); it is 0 at k >= t and grows as k falls towards 0. The sum (not the mean) over
 clips means one badly starved clip costs the same however long the video is. ``threshold`` is a fraction
 of K (default 0.125, i.e. K/8); ``threshold_tokens`` gives t in tokens instead (one or the other).
+``per_clip=True`` returns each clip's own term, -Penalty(k[b, g, l]) [B, G, L] (for enumerated groups).
 """
 
 import torch
@@ -24,7 +25,16 @@ class Penalty(Reward):
 
     name = "penalty"
 
-    def __init__(self, shape: str = "linear", threshold: float | None = None, threshold_tokens: int | None = None):
+    def __init__(
+        self,
+        shape: str = "linear",
+        threshold: float | None = None,
+        threshold_tokens: int | None = None,
+        per_clip: bool = False,
+    ):
+        if not isinstance(per_clip, bool):
+            raise ValueError(f"penalty.per_clip: expected true or false, got {per_clip!r}")
+        self.per_clip = per_clip
         if shape not in SHAPES:
             raise ValueError(f"penalty.shape: expected one of {SHAPES}, got {shape!r}")
         if threshold is not None and threshold_tokens is not None:
@@ -56,4 +66,4 @@ class Penalty(Reward):
         t = self.tokens(rollout.num_latents)
         shortfall = ((t - rollout.keep.float()) / t).clamp(min=0.0)  # [B, G, L], 0 where k >= t
         per_clip = shortfall if self.shape == "linear" else shortfall**2  # [B, G, L]
-        return -torch.sum(per_clip, dim=-1)  # [B, G]
+        return -per_clip if self.per_clip else -torch.sum(per_clip, dim=-1)  # [B, G, L] or [B, G]

@@ -104,6 +104,13 @@ class GRPOConfig:
     "step" the value at the grid point at or below k (for a quality that never falls with k, a lower bound: the
     utility then peaks at grid points, never on a ramp between them). Measured worse than "log_k" along the price
     knob on the default tokenizer (benchmarks/grid_cost.py, README)."""
+    table_normalization: Literal["none", "clip"] = "none"
+    """Enumerated groups: how each reward's table enters the utility u = Σ_i w_i r_i. "none": in its own units, so
+    weights are exchange rates (psnr in dB, token_cost's weight a price in dB per token). "clip": each reward's
+    values over a clip's K keep counts are centred and divided by their std (a constant row stays 0), the
+    enumerated counterpart of normalize_then_sum with group scaling: a weight is the reward's share whatever its
+    units (the paper's 1:1:1:1:1 recipe, recipes/vaportok_paper_enumerated.yaml). target_temperature is then in
+    std units, and knob_prices are unavailable (no reward's units are the utility's)."""
     target_temperature: float = 0.25
     """Enumerated groups: τ of the target, in reward units (dB for ``psnr``): keep counts within ~τ of a clip's
     best utility share the target's mass."""
@@ -133,6 +140,11 @@ class GRPOConfig:
         check_number("grpo.beta", self.beta, low=0)
         check_number("grpo.epsilon_low", self.epsilon_low, low=0, high=1)
         check_number("grpo.epsilon_high", self.epsilon_high, low=0)
+        if self.table_normalization == "clip" and self.knob_prices:
+            raise ValueError(
+                f"grpo.knob_prices: {self.knob_prices} are prices in a reward's units, but table_normalization: clip "
+                f"puts every reward in std units; use [] (the price knob still moves the head) or normalization none"
+            )
         if self.path_phase.steps and self.groups != "enumerated":
             raise ValueError(
                 f"grpo.path_phase.steps: {self.path_phase.steps} sampled steps after an enumerated fit need "

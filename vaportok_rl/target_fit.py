@@ -38,7 +38,7 @@ from vaportok_rl.rollout import derive_seed
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train_config import TrainConfig
 
-__all__ = ["TargetFit", "build_target_fit", "price_targets"]
+__all__ = ["TargetFit", "build_target_fit", "normalize_rows", "price_targets"]
 
 
 @dataclass
@@ -156,8 +156,11 @@ def build_target_fit(
         interpolation=g.grid_interpolation,
     )
     weights = {label: spec.weight for label, spec in c.active_rewards().items()}
+    if g.table_normalization == "clip":  # every reward in std units over its clip's K keep counts; no price
+        tables = {label: normalize_rows(table) for label, table in tables.items()}
     utility = sum(weights[label] * tables[label] for label in tables)  # [N, K] float64 (the per-clip rewards)
     price = sum(weights[label] * reward_price(plugin) for label, plugin in rewards.items())
+    price = price if g.table_normalization == "none" else 0.0
     ref_logits = None
     if g.beta > 0:
         device = next(ref_policy.parameters()).device
@@ -174,6 +177,13 @@ def build_target_fit(
         seed=c.seed,
         decodes=decodes,
     )
+
+
+def normalize_rows(table: Tensor) -> Tensor:
+    """[N, K] -> each row centred and divided by its std over k (population std; a constant row becomes 0)."""
+    centred = table - table.mean(-1, keepdim=True)
+    std = centred.pow(2).mean(-1, keepdim=True).sqrt()
+    return torch.where(std > 0, centred / std.clamp_min(1e-30), torch.zeros_like(centred))
 
 
 def _check_path_rewards(path: list[str], rewards: Mapping[str, Any], path_steps: int) -> None:

@@ -9,7 +9,6 @@ L1 weighs every pixel's error linearly where PSNR takes the log of the squared e
 clips deserve tokens: under L1 a clip with large errors buys more for each token than under PSNR.
 """
 
-import torch
 from torch import Tensor
 
 from vaportok_rl.rewards import Reward, Rollout
