@@ -86,9 +86,10 @@ class GRPOConfig:
     """Weight of the exact KL to the starting head at each of ``knob_tilts`` (0 turns it off)."""
     groups: Literal["sampled", "enumerated"] = "sampled"
     """How a video's paths are chosen. "sampled" (the paper's): G keep counts drawn from the head every step.
-    "enumerated": every reward must decompose over clips ([B, G, L]); each clip of a pool of ``data.videos``
-    videos is scored at the keep counts of a log-spaced grid (``grid_points``; the paths of a video are the grid),
-    once, cached on disk, and the head is fitted to each clip's closed-form optimum of GRPO's objective,
+    "enumerated": the rewards that decompose over clips ([B, G, L]; those that score whole paths go to
+    ``path_phase``) are tabulated: each clip of a pool of ``data.videos`` videos is scored at the keep counts of a
+    log-spaced grid (``grid_points``; the paths of a video are the grid), once, cached on disk, and the head is
+    fitted to each clip's closed-form optimum of GRPO's objective,
     π*(k) ∝ ref(k)^(β/(β+τ))·exp(u(k)/(β+τ)), u = Σ_i w_i r_i, τ = ``target_temperature``, β = ``beta``
     (issue 17: far more sample-efficient than sampling k). Steps are then optimiser steps on minibatches of
     ``rollout.videos_per_step`` pool videos; group_size, num_iterations, epsilon_*, loss_type, scale_rewards,
