@@ -11,8 +11,9 @@ from torch import Tensor
 from vaportok_rl.config import ConfigError
 from vaportok_rl.data import SOURCES, VideoFolder, load_videos
 from vaportok_rl.rollout import derive_seed
+from vaportok_rl.train_config import TrainConfig
 
-__all__ = ["VideoStream"]
+__all__ = ["VideoStream", "training_stream"]
 
 
 class VideoStream:
@@ -55,3 +56,10 @@ class VideoStream:
     def _render(self, seed: int) -> Tensor:
         """One procedural video [1, L, 3, T, H, W]."""
         return load_videos(self.source, 1, self.L, seed=seed, frames=self.frames, size=self.size, split=self.split)
+
+
+def training_stream(config: TrainConfig, clip_shape: tuple, batch: int) -> VideoStream:
+    """The run's training videos (data.*), ``batch`` per step: rollout.videos_per_step, or the sampled phase's."""
+    d = config.data
+    seed = config.seed if d.seed is None else d.seed
+    return VideoStream(d.source, config.rollout.clips_per_video, clip_shape, seed=seed, split=d.split, batch=batch)

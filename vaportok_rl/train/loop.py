@@ -27,7 +27,7 @@ from vaportok_rl.runs import save_head
 from vaportok_rl.target_fit import build_target_fit
 from vaportok_rl.tokenizer.default import load_tokenizer_spec
 from vaportok_rl.tokenizer.protocol import FrozenTokenizer
-from vaportok_rl.train.data import VideoStream
+from vaportok_rl.train.data import training_stream
 from vaportok_rl.train.errors import Diverged, TrainingError, TrainingInterrupted
 from vaportok_rl.train.log import RunLog, eval_plot
 from vaportok_rl.train.phases import enter_path_phase, in_path_phase
@@ -123,14 +123,7 @@ def build_run(c: TrainConfig, accelerator: Accelerator, tokenizer: FrozenTokeniz
         problem = memory_problem(what, nbytes, device)
         if problem:
             raise ConfigError(f"{problem}; lower these settings")
-    stream = VideoStream(
-        c.data.source,
-        c.rollout.clips_per_video,
-        tokenizer.clip_shape,
-        seed=c.seed if c.data.seed is None else c.data.seed,
-        split=c.data.split,
-        batch=c.rollout.videos_per_step,
-    )
+    stream = training_stream(c, tokenizer.clip_shape, c.rollout.videos_per_step)
     o = c.optim
     optimizer = torch.optim.AdamW(policy.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(c))  # stepped by hand, once per update

@@ -13,7 +13,7 @@ import torch
 from vaportok_rl.config import to_dict
 from vaportok_rl.run_files import FIT_HEAD
 from vaportok_rl.runs import save_head
-from vaportok_rl.train.data import VideoStream
+from vaportok_rl.train.data import training_stream
 from vaportok_rl.train.state import Run
 from vaportok_rl.train.step import PathScorer
 
@@ -35,10 +35,7 @@ def enter_path_phase(run: Run) -> None:
     run.objective = dataclasses.replace(c.grpo, beta=p.beta, knob_beta=p.knob_beta if tilts else 0.0, knob_tilts=tilts)
     world, rank, B = run.accelerator.num_processes, run.accelerator.process_index, p.videos_per_step
     run.mine = range(rank * (B // world), (rank + 1) * (B // world))
-    seed = c.seed if c.data.seed is None else c.data.seed
-    run.stream = VideoStream(
-        c.data.source, c.rollout.clips_per_video, run.tokenizer.clip_shape, seed=seed, split=c.data.split, batch=B
-    )
+    run.stream = training_stream(c, run.tokenizer.clip_shape, B)
     o = c.optim
     optimizer = torch.optim.AdamW(
         run.policy.parameters(), lr=p.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
