@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "rewards.md"
 LPIPS_SPEC = "vaportok_rl.builtin_rewards.examples.lpips"
 TEMPORAL_SPEC = "vaportok_rl.builtin_rewards.examples.temporal_consistency"
+L1_SPEC = "vaportok_rl.builtin_rewards.examples.l1"
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_rewards_list_shows_builtins_plugins_examples_and_needs(tmp_path, capsys
     listing = json.loads(capsys.readouterr().out)
     entries = {e["spec"]: e for e in listing["rewards"]}
     assert entries["constant"]["needs"] == ["prior_correct"] and not entries["constant"]["builtin"]
-    assert {e["spec"] for e in listing["examples"]} == {LPIPS_SPEC, TEMPORAL_SPEC}
+    assert {e["spec"] for e in listing["examples"]} == {LPIPS_SPEC, TEMPORAL_SPEC, L1_SPEC}
 
 
 def test_rewards_list_checks_a_recipes_rewards(tmp_path, capsys, monkeypatch):

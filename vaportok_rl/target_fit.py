@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,11 +49,11 @@ class TargetFit:
     utility: Tensor  # [N, K] u(k) = Σ_i w_i r_i(k) at the run's own price
     targets: Tensor  # [M, N, K] the closed-form target at each price
     tilts: Tensor  # [M] (p - price) / τ, logit units per token; 0 first
-    path_rewards: list[str]  # labels of the rewards that score whole paths: left out of the targets (path_phase)
     clips_per_video: int  # L
     videos_per_step: int  # pool videos per minibatch
     seed: int
     decodes: int  # decodes this run made for its tables (0 when every table came from the cache)
+    path_rewards: list[str] = field(default_factory=list)  # rewards scoring whole paths: not in the targets
 
     def batch(self, step: int) -> Tensor:
         """The clip rows [b·L] of step s (b = videos_per_step): pass e = ⌊s / ⌊pool / b⌋⌋ over the pool's videos is a

@@ -130,7 +130,7 @@ def _unknown_key_message(cls: type, prefix: str, name: Any, valid: list[str]) ->
     if close:
         suggestion = _join(prefix, close[0])
     else:  # maybe the key belongs one level down (e.g. 'lr' for 'optim.lr')
-        nested = [k for k in _leaf_keys(cls) if "." in k]
+        nested = sorted((k for k in _leaf_keys(cls) if "." in k), key=lambda k: k.count("."))  # shallowest first
         leaves = {}
         for k in nested:
             leaves.setdefault(k.rsplit(".", 1)[1], k)
