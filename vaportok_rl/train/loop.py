@@ -30,7 +30,7 @@ from vaportok_rl.tokenizer.protocol import FrozenTokenizer
 from vaportok_rl.train.data import training_stream
 from vaportok_rl.train.errors import Diverged, TrainingError, TrainingInterrupted
 from vaportok_rl.train.log import RunLog, eval_plot
-from vaportok_rl.train.phases import enter_path_phase, in_path_phase
+from vaportok_rl.train.phases import enter_path_phase, in_path_phase, save_fitted_head
 from vaportok_rl.train.setup import claim_output, largest_allocations, load_rewards, lr_factor, starting_head
 from vaportok_rl.train.state import Run, kept, restore, resume_state, save_state
 from vaportok_rl.train.step import PathScorer, enumerated_step, grpo_step
@@ -155,7 +155,9 @@ def train(run: Run, folder: RunFolder | None, *, resume: bool, progress: bool, t
     """Resume (or start) ``run``, step it to ``steps``, write the head and the summary; errors become one line
     that says what was kept (the last checkpoint) and how to go on."""
     c, output_dir = run.config, run.output_dir
-    table = build_fit(run, progress) if c.grpo.groups == "enumerated" else None  # before restore: the start's ref
+    table = (
+        build_fit(run, progress) if c.grpo.groups == "enumerated" else None
+    )  # before restore: its targets' reference is the start
     scales, wandb_id = None, None
     if resume:
         found = resume_state(c, output_dir)
@@ -210,6 +212,7 @@ def steps(run: Run, progress: bool) -> dict[str, float]:
         run.step_now = step
         if step == c.steps and in_path_phase(run, step):  # the fit is done: sampled GRPO from the fitted head
             enter_path_phase(run)
+            save_fitted_head(run)
             bar.set_description("grpo (after the fit)")
         t0 = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]

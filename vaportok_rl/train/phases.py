@@ -17,7 +17,7 @@ from vaportok_rl.train.data import training_stream
 from vaportok_rl.train.state import Run
 from vaportok_rl.train.step import PathScorer
 
-__all__ = ["enter_path_phase", "in_path_phase"]
+__all__ = ["enter_path_phase", "in_path_phase", "save_fitted_head"]
 
 
 def in_path_phase(run: Run, step: int) -> bool:
@@ -27,8 +27,7 @@ def in_path_phase(run: Run, step: int) -> bool:
 
 def enter_path_phase(run: Run) -> None:
     """From the fitted head on: sampled GRPO with the fitted head as the KL reference, at the run's own price, the
-    knob's other prices held where the fit put them. Writes the fitted head to ``RUN/fit`` (main process) so it can
-    be judged (and exported) beside the final one."""
+    knob's other prices held where the fit put them (a resumed run then loads the checkpoint's state over this)."""
     c, p = run.config, run.config.grpo.path_phase
     run.ref_policy.head.load_state_dict(run.policy.head.state_dict())
     tilts = [t for t in run.fit.tilts.tolist() if t != 0.0]  # the knob prices' tilts; 0 is the run's own price
@@ -43,7 +42,12 @@ def enter_path_phase(run: Run) -> None:
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: 1.0)  # constant
     run.max_grad_norm = p.max_grad_norm
     run.scorer, run.optimizer = run.accelerator.prepare(PathScorer(run.policy, c.rollout.mode), optimizer)
+
+
+def save_fitted_head(run: Run) -> None:
+    """The head at the end of the fit, into ``RUN/fit`` (main process), to be judged (and exported) beside the final
+    one. Called at the switch only: a run resumed past it keeps the one written then."""
     if run.main:
-        fingerprint = str(run.tokenizer.fingerprint)
+        c, fingerprint = run.config, str(run.tokenizer.fingerprint)
         head_dir = run.output_dir / FIT_HEAD
         save_head(run.policy.head, head_dir, tokenizer_fingerprint=fingerprint, steps=c.steps, config=to_dict(c))
