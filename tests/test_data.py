@@ -17,6 +17,7 @@ from vaportok_rl.data import (
     texture_videos,
     write_video,
 )
+from vaportok_rl.train.data import VideoStream
 
 SMALL = {"frames": 6, "size": 16}
 
@@ -167,3 +168,23 @@ def test_video_folder_segments_are_every_whole_window_of_every_file(tmp_path):
     (tmp_path / "b.mp4").unlink()
     with pytest.raises(ValueError, match="no file holds 8 frames"):
         VideoFolder(tmp_path, clips_per_video=2, frames=4, size=8).segments()
+
+
+def test_training_draws_every_whole_window_of_every_file(tmp_path):
+    """Issue 17, item 8: a folder as data.source yields all of a user's footage, not each file's first L·T frames."""
+    write_video(tmp_path / "a.mp4", _frames(20, value=60))  # 2 whole windows of 2 clips × 4 frames
+    write_video(tmp_path / "b.mp4", _frames(9, value=200))  # 1 window
+    ds = VideoFolder(tmp_path, clips_per_video=2, frames=4, size=8)
+    assert ds.windows() == [(0, 0), (0, 1), (1, 0)]
+    segments = ds.segments()
+    for s, (i, w) in enumerate(ds.windows()):
+        assert torch.allclose(ds.window(i, w), segments[s], atol=1e-6)
+    with pytest.raises(ValueError, match=r"a\.mp4: needs ≥ 24 frames for 2 clips of 4 \(window 2\), has 20"):
+        ds.window(0, 2)
+    stream = VideoStream(str(tmp_path), 2, (3, 4, 8, 8), seed=0, split="train", batch=3)
+    drawn = stream.videos(0, range(3))  # one pass over the 3 windows, in a seeded order
+    assert sorted(_index_of(v, segments) for v in drawn) == [0, 1, 2]
+
+
+def _index_of(video: torch.Tensor, segments: torch.Tensor) -> int:
+    return int(((segments - video).abs().flatten(1).amax(1) < 1e-6).nonzero()[0])

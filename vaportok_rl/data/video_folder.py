@@ -3,29 +3,45 @@
 ``VideoFolder(root)`` lists the .mp4 / .avi / .webm files under ``root`` (recursive, sorted by path). Item ``i`` is
 float32 ``[L, 3, T, H, W]`` in [0, 1]: the first ``L·T`` frames of the file's first video stream, each centre-cropped
 to a square and resized to ``size × size`` (bilinear with antialiasing), cut into ``L`` consecutive clips of ``T``
-frames. :meth:`VideoFolder.segments` gives every whole ``L·T``-frame window of every file instead (the pool of
-enumerated groups: all of a user's footage, not its first seconds). Files that cannot be decoded, have no video
-stream, or are too short raise ``ValueError`` naming the file.
+frames. :meth:`VideoFolder.windows` lists every whole ``L·T``-frame window of every file and
+:meth:`VideoFolder.window` reads one (training draws from all of them: all of a user's footage, not its first
+seconds); :meth:`VideoFolder.segments` decodes them all at once (the pool of enumerated groups). Files that cannot
+be decoded, have no video stream, or are too short raise ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoFolder", "read_video_frames", "write_video"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoFolder", "count_video_frames", "read_video_frames", "write_video"]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".webm")
 
 
 def read_video_frames(path: str | os.PathLike, max_frames: int) -> np.ndarray:
     """Decode up to ``max_frames`` RGB frames of the first video stream → uint8 [N, h, w, 3] (N ≤ max_frames)."""
+    frames = [frame.to_ndarray(format="rgb24") for frame in _decoded(path, max_frames)]
+    if not frames:
+        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+    return np.stack(frames)
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """The number of frames of the first video stream, decoded one by one and none kept (a stream's frame count
+    metadata is often missing or wrong)."""
+    return sum(1 for _ in _decoded(path, None))
+
+
+def _decoded(path: str | os.PathLike, max_frames: int | None) -> Iterator[Any]:
+    """PyAV frames of the first video stream (at most ``max_frames``), or ``ValueError`` naming the file."""
     import av  # PyAV loads FFmpeg's libraries: only when a video file is read
 
     path = Path(path)
@@ -33,22 +49,19 @@ def read_video_frames(path: str | os.PathLike, max_frames: int) -> np.ndarray:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as e:
         raise ValueError(f"{path}: cannot open as a video file ({type(e).__name__}: {e})") from e
-    frames: list[np.ndarray] = []
+    done = 0
     try:
         if not container.streams.video:
             raise ValueError(f"{path}: has no video stream (streams: {[s.type for s in container.streams]})")
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) >= max_frames:
+        for frame in container.decode(container.streams.video[0]):
+            yield frame
+            done += 1
+            if max_frames is not None and done >= max_frames:
                 break
     except av.FFmpegError as e:
-        raise ValueError(f"{path}: cannot decode video after {len(frames)} frames ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: cannot decode video after {done} frames ({type(e).__name__}: {e})") from e
     finally:
         container.close()
-    if not frames:
-        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
-    return np.stack(frames)
 
 
 def _to_square(frames: np.ndarray, size: int) -> torch.Tensor:
@@ -85,21 +98,38 @@ class VideoFolder(Dataset):
         self.clips_per_video = clips_per_video
         self.frames = frames
         self.size = size
+        self._windows: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        """File ``index``'s first ``L·T`` frames as ``[L, 3, T, H, W]``."""
+        return self.window(index, 0)
+
+    def window(self, index: int, w: int) -> torch.Tensor:
+        """Whole window ``w`` (frames ``w·L·T .. (w+1)·L·T``) of file ``index`` as ``[L, 3, T, H, W]``."""
         path = self.files[index]
         need = self.clips_per_video * self.frames
-        frames = read_video_frames(path, need)
+        frames = read_video_frames(path, (w + 1) * need)[w * need :]
         if len(frames) < need:
+            which = f" (window {w})" if w else ""
             raise ValueError(
-                f"{path}: needs ≥ {need} frames for {self.clips_per_video} clips of {self.frames}, has {len(frames)}"
+                f"{path}: needs ≥ {(w + 1) * need} frames for {self.clips_per_video} clips of {self.frames}{which}, "
+                f"has {w * need + len(frames)}"
             )
         x = _to_square(frames, self.size)  # [L·T, 3, H, W]
         x = x.reshape(self.clips_per_video, self.frames, 3, self.size, self.size)
         return x.permute(0, 2, 1, 3, 4).contiguous()  # [L, 3, T, H, W]
+
+    def windows(self) -> list[tuple[int, int]]:
+        """(file index, window) of every whole ``L·T``-frame window of every file, in file then time order (each
+        file's frames counted once, then remembered)."""
+        if self._windows is None:
+            need = self.clips_per_video * self.frames
+            counts = [count_video_frames(path) for path in self.files]
+            self._windows = [(i, w) for i, n in enumerate(counts) for w in range(n // need)]
+        return self._windows
 
     def segments(self, max_videos: int | None = None) -> torch.Tensor:
         """Every whole ``L·T``-frame window of every file, in file order then time order: float32
@@ -125,13 +155,19 @@ class VideoFolder(Dataset):
         return torch.stack(out[:max_videos]).contiguous()
 
     def check(self) -> None:
-        """Read every file's clips once (what training will read): ``ValueError`` naming every unusable file
-        (zero-byte, not a video, no video stream, too short), so a bad file fails before the first step, not
-        at the step that reaches it."""
-        bad = []
-        for i, path in enumerate(self.files):
+        """Decode every file once, counting its whole windows (what training will read): ``ValueError`` naming every
+        unusable file (zero-byte, not a video, no video stream, too short), so a bad file fails before the first
+        step, not at the step that reaches it."""
+        bad, need = [], self.clips_per_video * self.frames
+        counts = []
+        for path in self.files:
             try:
-                self[i]
+                counts.append(count_video_frames(path))
+                if counts[-1] < need:
+                    raise ValueError(
+                        f"{path}: needs ≥ {need} frames for {self.clips_per_video} clips of {self.frames}, has "
+                        f"{counts[-1]}"
+                    )
             except Exception as error:  # noqa: BLE001 - any decoder failure makes the file unusable
                 bad.append(str(error) if str(path) in str(error) else f"{path}: {type(error).__name__}: {error}")
         if bad:
@@ -140,6 +176,7 @@ class VideoFolder(Dataset):
                 f"video folder {self.root}: {len(bad)} of {len(self.files)} file(s) unusable: {shown}. Remove or "
                 f"replace them"
             )
+        self._windows = [(i, w) for i, n in enumerate(counts) for w in range(n // need)]
 
     def __repr__(self) -> str:
         return (

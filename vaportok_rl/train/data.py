@@ -20,7 +20,7 @@ class VideoStream:
     """Training videos: video i of step s depends on (seed, s, i) only, never on batch layout or process.
 
     "synthetic" / "textures" render each video from its own derived seed; a folder is read in a fresh seeded
-    permutation per pass over its files (global video number s·B + i)."""
+    permutation per pass over every whole L·T-frame window of every file (global video number s·B + i)."""
 
     def __init__(self, source: str, clips_per_video: int, clip_shape: tuple, *, seed: int, split: str, batch: int):
         C, T, H, W = clip_shape
@@ -45,12 +45,13 @@ class VideoStream:
         """[len(indices), L, 3, T, H, W] in [0, 1]."""
         if self.folder is None:
             return torch.cat([self._render(derive_seed(self.seed, "train", step, i)) for i in indices])
-        n = len(self.folder)
+        windows = self.folder.windows()  # every whole L·T-frame window of every file
+        n = len(windows)
         out = []
         for i in indices:
             number = step * self.batch + i
             order = np.random.default_rng([self.seed, number // n]).permutation(n)
-            out.append(self.folder[int(order[number % n])])
+            out.append(self.folder.window(*windows[int(order[number % n])]))
         return torch.stack(out)
 
     def _render(self, seed: int) -> Tensor:
