@@ -64,7 +64,7 @@ def test_a_sampled_phase_needs_enumerated_groups():
 def test_the_fit_then_the_sampled_phase_from_the_fitted_head(tmp_path, capsys):
     out = tmp_path / "run"
     summary = run_training(tiny(out, *enumerated(tmp_path, *TWO_PHASES)), tokenizer=FakeTokenizer(), progress=False)
-    assert summary["steps"] == 6
+    assert summary["steps"] == 6 and summary["table"]["path_rewards"] == ["diversity"]
     train = {r["step"]: r for r in records(out) if "loss" in r}
     assert all("kl_to_target" in train[s] for s in (1, 2, 3))  # the fit's steps
     assert all("clip_ratio/region_mean" in train[s] and "rewards/diversity/mean" in train[s] for s in (4, 5, 6))

@@ -235,7 +235,7 @@ def steps(run: Run, progress: bool) -> dict[str, float]:
 
 def build_fit(run: Run, progress: bool) -> dict:
     """Enumerated groups: score the pool on the grid (or read it from the table cache) before any step; returns
-    what that cost ({clips, decodes, seconds})."""
+    what that cost ({clips, decodes, seconds}) and which rewards it left to the sampled phase."""
     c, t_table = run.config, time.perf_counter()
     bar = tqdm(total=c.data.videos, disable=not (progress and run.main), desc="reward table", unit="video", leave=False)
     try:
@@ -253,7 +253,12 @@ def build_fit(run: Run, progress: bool) -> dict:
         raise TrainingError(f"{error}; scoring the pool (grpo.groups: enumerated), nothing was trained") from None
     finally:
         bar.close()
-    return {"clips": len(run.fit.latents), "decodes": run.fit.decodes, "seconds": time.perf_counter() - t_table}
+    return {
+        "clips": len(run.fit.latents),
+        "decodes": run.fit.decodes,
+        "seconds": time.perf_counter() - t_table,
+        "path_rewards": run.fit.path_rewards,  # left out of the tables, tuned by grpo.path_phase
+    }
 
 
 def evaluate(run: Run, step: int) -> None:
