@@ -26,7 +26,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,10 +247,7 @@ def path_level_rewards(
     pool video is enough) at keep counts 1 and K: they cannot be tabulated per clip (grpo.path_phase tunes them)."""
     K = tokenizer.num_latents
     decode = any(decodes(plugin) for plugin in rewards.values())
-    encoded = encode_videos(tokenizer, videos, encode_chunk)
-    correct = None
-    if any("prior_correct" in getattr(plugin, "needs", ()) for plugin in rewards.values()):
-        correct = rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(videos))  # [b, L, K]
+    encoded, correct = _encode_with_prior(tokenizer, videos, rewards.values(), encode_chunk)
     rollout = _grid_rollout(tokenizer, videos, encoded, torch.tensor([1, K]), correct, decode, decode_chunk)
     return [label for label, plugin in rewards.items() if call_reward(label, plugin, rollout).ndim == 2]
 
@@ -343,6 +340,17 @@ def _cached_tables(
     return keys, cached
 
 
+def _encode_with_prior(
+    tokenizer: FrozenTokenizer, videos: Tensor, plugins: Iterable[Any], encode_chunk: int
+) -> tuple[Encoded, Tensor | None]:
+    """Videos [b, L, C, T, H, W] encoded once, and the prior's correctness [b, L, K] when a plugin needs it (the prior
+    is causal: one pass per clip scores every keep count), else None."""
+    encoded = encode_videos(tokenizer, videos, encode_chunk)
+    if not any("prior_correct" in getattr(plugin, "needs", ()) for plugin in plugins):
+        return encoded, None
+    return encoded, rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(videos))
+
+
 def _score_chunk(
     tokenizer: FrozenTokenizer,
     part: Tensor,
@@ -355,10 +363,7 @@ def _score_chunk(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One chunk of pool videos [b, L, C, T, H, W]: (latents [b·L, K, D], {label: [b, Q_label, L]}) for the
     rewards still ``missing``: those that decode on ``grid``, the others at every k."""
-    encoded = encode_videos(tokenizer, part, encode_chunk)
-    correct = None  # the prior is causal: one pass per clip scores every keep count
-    if any("prior_correct" in getattr(rewards[label], "needs", ()) for label in missing):
-        correct = rearrange(tokenizer.prior_correct(encoded), "(b l) k -> b l k", b=len(part))  # [b, L, K]
+    encoded, correct = _encode_with_prior(tokenizer, part, [rewards[label] for label in missing], encode_chunk)
     values: dict[str, Tensor] = {}
     cheap = [label for label in missing if label not in decoded]
     every_k = torch.arange(1, tokenizer.num_latents + 1)
